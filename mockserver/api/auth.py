@@ -1,0 +1,31 @@
+"""Waldur's token authentication: `Authorization: Token <key>` or `?x-auth-token=<key>`."""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+
+from mockserver.errors import AuthenticationFailed, NotAuthenticated
+from mockserver.store import ChatStore, User
+
+
+def credentials(request: Request) -> str | None:
+    """The token the request carries, or None when it carries none (DRF's TokenAuthentication)."""
+    header = request.headers.get("authorization", "")
+    parts = header.split()
+    if parts and parts[0].lower() in ("token", "bearer"):
+        if len(parts) == 1:
+            raise AuthenticationFailed("Invalid token header. No credentials provided.")
+        if len(parts) > 2:
+            raise AuthenticationFailed("Invalid token header. Token string should not contain spaces.")
+        return parts[1]
+    return request.query_params.get("x-auth-token") or None
+
+
+def authenticate(request: Request, store: ChatStore) -> User:
+    token = credentials(request)
+    if token is None:
+        raise NotAuthenticated()
+    user = store.user_by_token(token)
+    if user is None:
+        raise AuthenticationFailed()
+    return user

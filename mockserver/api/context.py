@@ -1,0 +1,53 @@
+"""What every endpoint receives: the request, the app's services and the validation verdict."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.requests import Request
+from starlette.types import ASGIApp
+
+from mockserver.api.auth import authenticate
+from mockserver.chat.deployment import DeploymentSettings
+from mockserver.chat.service import ChatService
+from mockserver.openapi.validation import RequestCheck
+from mockserver.store import ChatStore, User
+from mockserver.util import normalize_uuid
+
+
+@dataclass
+class Services:
+    """The long-lived objects one mock instance is made of."""
+
+    store: ChatStore
+    settings: DeploymentSettings
+    chat: ChatService
+
+
+@dataclass
+class Call:
+    request: Request
+    services: Services
+    check: RequestCheck
+
+    @property
+    def store(self) -> ChatStore:
+        return self.services.store
+
+    def authenticate(self) -> User:
+        user = authenticate(self.request, self.store)
+        self.request.scope.setdefault("state", {})["username"] = user.username
+        return user
+
+    def authenticated(self) -> User:
+        """DRF's usual order: authentication (401), then lookups and filters (404/400)."""
+        user = self.authenticate()
+        self.check.raise_for_errors()
+        return user
+
+    def path_uuid(self) -> str:
+        return normalize_uuid(self.check.path_params["uuid"])
+
+
+Handler = Callable[[Call], Awaitable[ASGIApp]]

@@ -1,0 +1,134 @@
+"""The nine chat operations, keyed by the spec's operationId."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from mockserver.api.context import Call, Handler
+from mockserver.api.filters import filter_messages, filter_threads, order_threads
+from mockserver.api.pagination import paginate
+from mockserver.api.rendering import json_response, no_content
+from mockserver.api.serializers import message_json, restrict_fields, session_json, thread_json
+from mockserver.chat.service import StreamRequest
+from mockserver.api.streaming import RecordStreamResponse
+from mockserver.errors import NotFound
+from mockserver.store import Thread, User
+from mockserver.util import normalize_uuid
+
+HANDLERS: dict[str, Handler] = {}
+
+
+def operation(operation_id: str):  # noqa: ANN201 - decorator
+    def register(handler: Handler) -> Handler:
+        HANDLERS[operation_id] = handler
+        return handler
+
+    return register
+
+
+# -- sessions -----------------------------------------------------------------
+@operation("chat_sessions_list")
+async def chat_sessions_list(call: Call) -> Response:
+    user = call.authenticated()
+    page, headers = paginate(call.store.sessions_visible_to(user), call.request.url)
+    fields = call.request.query_params.getlist("field")
+    return json_response([restrict_fields(session_json(s), fields) for s in page], headers=headers)
+
+
+@operation("chat_sessions_current_retrieve")
+async def chat_sessions_current_retrieve(call: Call) -> Response:
+    user = call.authenticated()
+    # Serialized without request context in Waldur, so `field` is ignored here.
+    return json_response(session_json(call.store.get_or_create_session(user)))
+
+
+@operation("chat_sessions_retrieve")
+async def chat_sessions_retrieve(call: Call) -> Response:
+    user = call.authenticated()
+    session = call.store.session_visible_to(call.path_uuid(), user)
+    if session is None:
+        raise NotFound("No ChatSession matches the given query.")
+    return json_response(restrict_fields(session_json(session), call.request.query_params.getlist("field")))
+
+
+# -- threads ------------------------------------------------------------------
+def _visible_thread(call: Call, user: User) -> Thread:
+    thread = call.store.thread_visible_to(call.path_uuid(), user)
+    if thread is None:
+        raise NotFound("No ThreadSession matches the given query.")
+    return thread
+
+
+@operation("chat_threads_list")
+async def chat_threads_list(call: Call) -> Response:
+    user = call.authenticated()
+    query = call.request.query_params
+    threads = order_threads(filter_threads(call.store.threads_visible_to(user), query), query.get("o"))
+    page, headers = paginate(threads, call.request.url)
+    fields = query.getlist("field")
+    return json_response([restrict_fields(thread_json(t, call.store), fields) for t in page], headers=headers)
+
+
+@operation("chat_threads_retrieve")
+async def chat_threads_retrieve(call: Call) -> Response:
+    user = call.authenticated()
+    data = thread_json(_visible_thread(call, user), call.store)
+    return json_response(restrict_fields(data, call.request.query_params.getlist("field")))
+
+
+@operation("chat_threads_archive")
+async def chat_threads_archive(call: Call) -> Response:
+    user = call.authenticated()
+    call.store.set_archived(_visible_thread(call, user), True)
+    return no_content()
+
+
+@operation("chat_threads_unarchive")
+async def chat_threads_unarchive(call: Call) -> Response:
+    user = call.authenticated()
+    call.store.set_archived(_visible_thread(call, user), False)
+    return no_content()
+
+
+# -- messages -----------------------------------------------------------------
+@operation("chat_messages_list")
+async def chat_messages_list(call: Call) -> Response:
+    user = call.authenticated()
+    messages = filter_messages(call.store.messages_visible_to(user), call.request.query_params)
+    return json_response([message_json(m, user) for m in messages])
+
+
+# -- stream -------------------------------------------------------------------
+STREAM_HEADERS = {
+    # Not sent by the real server; they keep proxies (nginx, Vite) from buffering the stream.
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def _optional_uuid(body: dict[str, object], name: str) -> str | None:
+    value = body.get(name)
+    return normalize_uuid(value) if isinstance(value, str) and value else None
+
+
+@operation("chat_stream")
+async def chat_stream(call: Call) -> RecordStreamResponse:
+    """Checks in Waldur's order (section 2.2), then the NDJSON body."""
+    chat = call.services.chat
+    chat.ensure_enabled()
+    user = call.authenticate()
+    chat.ensure_upstream_configured()
+    call.check.raise_for_errors()
+    body = call.check.body if isinstance(call.check.body, dict) else {}
+    request = StreamRequest(
+        input=str(body["input"]).strip(),
+        thread_uuid=_optional_uuid(body, "thread_uuid"),
+        update_thread_name=_optional_uuid(body, "update_thread_name"),
+        mode=body.get("mode") or None,  # type: ignore[arg-type]
+        edit_message_uuid=_optional_uuid(body, "edit_message_uuid"),
+    )
+    headers = call.request.headers
+    faults = tuple(f.strip() for f in headers.get("x-mock-fault", "").split(",") if f.strip())
+    turn = chat.prepare(user, request, scenario=headers.get("x-mock-scenario"), faults=faults)
+
+    return RecordStreamResponse(chat.records(turn), headers=STREAM_HEADERS)

@@ -1,0 +1,34 @@
+"""Responses rendered as DRF renders them: compact JSON, raw UTF-8, exact content type."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.responses import Response
+
+from mockserver.errors import ApiError
+
+
+def render_json(data: Any) -> bytes:
+    return json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(render_json(data), status_code=status, headers=headers, media_type="application/json")
+
+
+def no_content() -> Response:
+    """204 with no body and no Content-Type, as DRF sends it."""
+    return Response(status_code=204)
+
+
+def error_response(error: ApiError) -> Response:
+    return json_response(error.body, status=error.status_code, headers=error.headers)
+
+
+def format_datetime(value: datetime) -> str:
+    """ISO 8601 in UTC with `Z`, DRF's default (microseconds whenever they are non-zero)."""
+    text = value.astimezone(UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z"

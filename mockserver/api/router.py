@@ -1,0 +1,79 @@
+"""Spec-driven routing: the spec's paths and methods decide what exists, as Waldur's router does.
+
+For a known path with a method the real viewset refuses, DRF authenticates first and
+then answers 405 (or OPTIONS metadata). A path missing its trailing slash is redirected
+(Django's APPEND_SLASH). Everything else goes to homeport's boot endpoints or is a 404.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.responses import RedirectResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from mockserver.api.boot import BootEndpoints
+from mockserver.api.context import Call, Handler, Services
+from mockserver.api.rendering import error_response, json_response
+from mockserver.errors import ApiError, ConfigurationError, MethodNotAllowed, NotFound
+from mockserver.openapi.loader import PathRoute, SpecIndex
+from mockserver.openapi.validation import RequestCheck
+
+
+class SpecRouter:
+    def __init__(self, spec: SpecIndex, services: Services, handlers: dict[str, Handler]):
+        missing = [
+            op.operation_id for route in spec.routes for op in route.operations.values()
+            if op.operation_id not in handlers
+        ]
+        if missing:
+            raise ConfigurationError(f"spec operations without a handler: {', '.join(sorted(missing))}")
+        self.spec = spec
+        self.services = services
+        self.handlers = handlers
+        self.boot = BootEndpoints(services.store)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            response = await self._dispatch(request)
+        except ApiError as error:
+            response = error_response(error)
+        await response(scope, receive, send)
+
+    async def _dispatch(self, request: Request) -> ASGIApp:
+        path, method = request.url.path, request.method
+        found = self.spec.find(path)
+        if found is not None:
+            route, _ = found
+            operation = route.operations.get(method)
+            if operation is None:
+                return self._refuse(request, route)
+            check: RequestCheck = request.scope["state"]["request_check"]
+            return await self.handlers[operation.operation_id](Call(request, self.services, check))
+        if self.spec.is_refused(path):
+            return self._refuse(request, None)
+        if not path.endswith("/") and (self.spec.find(path + "/") or self.spec.is_refused(path + "/")):
+            return RedirectResponse(str(request.url.replace(path=path + "/")), status_code=301)
+        answer = await self.boot.answer(request)
+        if answer is not None:
+            return answer
+        raise NotFound()
+
+    def _refuse(self, request: Request, route: PathRoute | None) -> ASGIApp:
+        """DRF runs `initial()` (feature flag, authentication) before looking up the handler."""
+        if route is not None and any(op.streams for op in route.operations.values()):
+            self.services.chat.ensure_enabled()
+        Call(request, self.services, RequestCheck.empty()).authenticate()
+        if request.method == "OPTIONS" and route is not None:
+            return json_response(_metadata(route))
+        raise MethodNotAllowed(request.method)
+
+
+def _metadata(route: PathRoute) -> dict[str, object]:
+    """DRF's SimpleMetadata answer to OPTIONS (name and description vary per view)."""
+    return {
+        "name": route.template.strip("/").split("/")[1].replace("-", " ").title(),
+        "description": "",
+        "renders": ["application/json", "text/html"],
+        "parses": ["application/json", "application/x-www-form-urlencoded", "multipart/form-data"],
+    }

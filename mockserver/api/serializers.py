@@ -1,0 +1,80 @@
+"""JSON shapes of sessions, threads and messages, field for field as Waldur's serializers.
+
+Visibility rules that change the shape live here too: the four injection fields are
+shown to staff and support only, and `field` sparse fieldsets apply to sessions and
+threads only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from mockserver.api.rendering import format_datetime
+from mockserver.chat.injection import severity_of
+from mockserver.store import ChatSession, ChatStore, Message, Thread, User
+
+INJECTION_FIELDS = ("is_flagged", "injection_score", "injection_severity", "injection_categories")
+
+
+def session_json(session: ChatSession) -> dict[str, Any]:
+    return {
+        "uuid": session.uuid,
+        "user": session.user.uuid,
+        "user_username": session.user.username,
+        "user_full_name": session.user.full_name,
+        "created": format_datetime(session.created),
+        "modified": format_datetime(session.modified),
+    }
+
+
+def max_injection_score(thread: Thread) -> float:
+    value = thread.flags.get("max_injection_score", 0.0)
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def thread_is_flagged(thread: Thread) -> bool:
+    return bool(thread.flags.get("is_flagged", False))
+
+
+def thread_json(thread: Thread, store: ChatStore) -> dict[str, Any]:
+    return {
+        "uuid": thread.uuid,
+        "name": thread.name,
+        "chat_session": thread.session.uuid,
+        "flags": dict(thread.flags),
+        "is_archived": thread.is_archived,
+        "message_count": store.message_count(thread),
+        "is_flagged": thread_is_flagged(thread),
+        "max_severity": severity_of(max_injection_score(thread)),
+        "user_username": thread.owner.username,
+        "user_full_name": thread.owner.full_name,
+        "created": format_datetime(thread.created),
+        "modified": format_datetime(thread.modified),
+    }
+
+
+def message_json(message: Message, viewer: User) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "uuid": message.uuid,
+        "thread": message.thread.uuid,
+        "role": message.role,
+        "content": message.content,
+        "sequence_index": message.sequence_index,
+        "replaces": message.replaces.uuid if message.replaces else None,
+        "created": format_datetime(message.created),
+    }
+    if viewer.sees_everything:
+        data.update(
+            is_flagged=message.is_flagged,
+            injection_score=message.injection_score,
+            injection_severity=severity_of(message.injection_score),
+            injection_categories=list(message.injection_categories),
+        )
+    return data
+
+
+def restrict_fields(data: dict[str, Any], requested: Sequence[str]) -> dict[str, Any]:
+    """`?field=a&field=b`: unknown names are ignored; none valid means every field."""
+    chosen = [name for name in requested if name in data]
+    return {name: value for name, value in data.items() if name in chosen} if chosen else data

@@ -1,0 +1,69 @@
+"""What a real Waldur deployment can be switched into (Constance settings and token quotas).
+
+These are the knobs behind `/__mock__/config`: the same object the stream checks read,
+so tests, the control API and the contract suite all turn the same switches.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Literal
+
+from mockserver.errors import Conflict
+
+Period = Literal["daily", "weekly", "monthly"]
+PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly")
+UNLIMITED = -1
+
+
+@dataclass
+class TokenLimits:
+    """Per-period limits: None = system default, -1 = unlimited, n >= 0 = limit."""
+
+    daily: int | None = None
+    weekly: int | None = None
+    monthly: int | None = None
+
+
+@dataclass
+class DeploymentSettings:
+    chat_enabled: bool = True
+    upstream_url_configured: bool = True
+    upstream_token_configured: bool = True
+    system_limits: TokenLimits = field(default_factory=lambda: TokenLimits(UNLIMITED, UNLIMITED, UNLIMITED))
+    user_limits: dict[str, TokenLimits] = field(default_factory=dict)
+    usage: dict[str, dict[Period, int]] = field(default_factory=dict)
+    injection_allowlist: list[str] = field(default_factory=list)
+    history_limit: int = 50
+
+
+class QuotaBook:
+    """Token quota checks and usage accounting over a `DeploymentSettings`."""
+
+    def __init__(self, settings: DeploymentSettings):
+        self.settings = settings
+        self._lock = threading.Lock()
+
+    def effective_limit(self, username: str, period: Period) -> int:
+        own = getattr(self.settings.user_limits.get(username, TokenLimits()), period)
+        limit = own if own is not None else getattr(self.settings.system_limits, period)
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < UNLIMITED:
+            raise Conflict("AI Token quota system is misconfigured. Please contact support.")
+        return limit
+
+    def ensure_within(self, username: str) -> None:
+        """409 when the user is already at or over a limit; one request may overshoot it."""
+        for period in PERIODS:
+            limit = self.effective_limit(username, period)
+            if limit != UNLIMITED and self.used(username, period) >= limit:
+                raise Conflict(f"{period.capitalize()} token limit exceeded.")
+
+    def used(self, username: str, period: Period) -> int:
+        return self.settings.usage.get(username, {}).get(period, 0)
+
+    def add_usage(self, username: str, tokens: int) -> None:
+        with self._lock:
+            usage = self.settings.usage.setdefault(username, {"daily": 0, "weekly": 0, "monthly": 0})
+            for period in PERIODS:
+                usage[period] = usage.get(period, 0) + tokens

@@ -1,0 +1,71 @@
+"""`waldur-chat-mock serve ...`: start the mock; bad flags or files are one line and exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from mockserver.errors import ConfigurationError
+
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        print(f"waldur-chat-mock: error: {message}", file=sys.stderr)
+        raise SystemExit(EXIT_USAGE)
+
+
+def _port(value: str) -> int:
+    port = int(value)
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"port out of range: {value}")
+    return port
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="waldur-chat-mock", description="Mock of Waldur's chat API.")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = commands.add_parser("serve", help="run the mock server")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument("--users", type=Path, help="users file replacing fixtures/users.yaml")
+    serve.add_argument("--validate-responses", action="store_true",
+                       help="check every response (and every stream line) against the spec")
+    serve.add_argument("--no-cors", action="store_true", help="turn CORS headers off")
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mockserver.app import ServerOptions, create_app
+    from mockserver.users import DEFAULT_USERS_FILE
+
+    options = ServerOptions(
+        users_file=args.users or DEFAULT_USERS_FILE,
+        validate_responses=args.validate_responses,
+        cors=not args.no_cors,
+    )
+    app = create_app(options)
+    base = f"http://{args.host}:{args.port}"
+    print(f"waldur-chat-mock serving Waldur 8.0.5 chat API on {base}/api/", flush=True)
+    for user in app.store.users:
+        role = "staff" if user.is_staff else "support" if user.is_support else "user"
+        print(f"  {user.username:<10} {role:<8} Authorization: Token {user.token}", flush=True)
+    print(f"  control API: {base}/__mock__/  (reset, requests, config)", flush=True)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return serve(args)
+    except ConfigurationError as exc:
+        print(f"waldur-chat-mock: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    return EXIT_USAGE

@@ -1,0 +1,1 @@
+"""The spec loader and the validation layer: everything that reads OpenAPI documents."""

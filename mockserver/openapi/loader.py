@@ -1,0 +1,166 @@
+"""Load an OpenAPI document once at start-up and index what the server needs from it.
+
+The index answers, per request, which operation a method and path mean, which query
+parameters the real server treats leniently (`x-waldur-on-invalid`), which bodies it
+never parses (`x-waldur-body-ignored`), and which router paths refuse every method
+(`x-waldur-refused-paths`). It also compiles the validators used by the validation layer.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema.protocols import Validator
+from openapi_core import Config, OpenAPI
+from openapi_schema_validator import OAS31Validator
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from mockserver.errors import ConfigurationError
+
+SPEC_DIR = Path(__file__).resolve().parent.parent.parent / "spec"
+WALDUR_SPEC = SPEC_DIR / "waldur-chat-8.0.5.yaml"
+CONTROL_SPEC = SPEC_DIR / "mock-control.yaml"
+HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+NDJSON = "application/x-ndjson"
+
+
+def is_uuid(value: object) -> bool:
+    """Waldur accepts UUIDs with or without hyphens (Django's `UUIDField.to_python`)."""
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+@dataclass(frozen=True)
+class Operation:
+    operation_id: str
+    method: str  # upper case
+    path: str  # template, e.g. /api/chat-threads/{uuid}/
+    lenient_params: frozenset[str] = frozenset()
+    body_ignored: bool = False
+    streams: bool = False  # answers application/x-ndjson
+
+
+@dataclass(frozen=True)
+class PathRoute:
+    template: str
+    regex: re.Pattern[str]
+    operations: dict[str, Operation] = field(default_factory=dict)  # by upper-case method
+
+    def match(self, path: str) -> dict[str, str] | None:
+        found = self.regex.match(path)
+        return found.groupdict() if found else None
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
+    return re.compile(f"^{pattern}$")
+
+
+class SpecIndex:
+    """One loaded spec: raw document, openapi-core app, routes and compiled validators."""
+
+    def __init__(self, document: dict[str, Any], source: str = "<dict>"):
+        self.document = document
+        self.source = source
+        self.openapi = OpenAPI.from_dict(
+            document,
+            config=Config(
+                extra_format_validators={"uuid": is_uuid},
+                extra_media_type_deserializers={NDJSON: _ndjson_items},
+            ),
+        )
+        self._registry = Registry().with_resource("urn:spec", Resource.from_contents(document, DRAFT202012))
+        self.routes = self._build_routes()
+        self.refused_paths = [
+            PathRoute(entry["path"], _template_regex(entry["path"]))
+            for entry in document.get("x-waldur-refused-paths", [])
+        ]
+
+    @classmethod
+    def from_file(cls, path: Path) -> SpecIndex:
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigurationError(f"cannot read spec {path}: {exc}") from exc
+        return cls(document, str(path))
+
+    def _build_routes(self) -> list[PathRoute]:
+        routes = []
+        for template, item in self.document.get("paths", {}).items():
+            route = PathRoute(template, _template_regex(template))
+            for method in HTTP_METHODS:
+                spec_op = item.get(method)
+                if spec_op is None:
+                    continue
+                params = [*item.get("parameters", []), *spec_op.get("parameters", [])]
+                responses = spec_op.get("responses", {}).values()
+                route.operations[method.upper()] = Operation(
+                    operation_id=spec_op["operationId"],
+                    method=method.upper(),
+                    path=template,
+                    lenient_params=frozenset(
+                        p["name"] for p in map(self.resolve, params) if "x-waldur-on-invalid" in p
+                    ),
+                    body_ignored=bool(spec_op.get("x-waldur-body-ignored")),
+                    streams=any(NDJSON in self.resolve(r).get("content", {}) for r in responses),
+                )
+            routes.append(route)
+        # Literal segments win over templated ones (`current/` before `{uuid}/`).
+        return sorted(routes, key=lambda r: (r.template.count("{"), r.template))
+
+    def resolve(self, node: dict[str, Any]) -> dict[str, Any]:
+        """Follow a local `$ref` (one level at a time until a concrete node)."""
+        while "$ref" in node:
+            target: Any = self.document
+            for part in node["$ref"].removeprefix("#/").split("/"):
+                target = target[part.replace("~1", "/").replace("~0", "~")]
+            node = target
+        return node
+
+    def find(self, path: str) -> tuple[PathRoute, dict[str, str]] | None:
+        for route in self.routes:
+            params = route.match(path)
+            if params is not None:
+                return route, params
+        return None
+
+    def is_refused(self, path: str) -> bool:
+        return any(route.match(path) is not None for route in self.refused_paths)
+
+    def operation(self, operation_id: str) -> Operation:
+        for route in self.routes:
+            for op in route.operations.values():
+                if op.operation_id == operation_id:
+                    return op
+        raise KeyError(operation_id)
+
+    def schema_validator(self, pointer: str) -> Validator:
+        """A compiled validator for one schema of the document, e.g. `#/components/schemas/ChatResponse`."""
+        return OAS31Validator(
+            {"$ref": "urn:spec#" + pointer.removeprefix("#")},
+            registry=self._registry,
+            format_checker=OAS31Validator.FORMAT_CHECKER,
+        )
+
+
+def _ndjson_items(body: bytes | str) -> list[Any]:
+    """Read an NDJSON body as the JSON array of its lines (how links and tools see it)."""
+    import json
+
+    text = body.decode("utf-8") if isinstance(body, bytes) else body
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def load_waldur_spec(path: Path = WALDUR_SPEC) -> SpecIndex:
+    return SpecIndex.from_file(path)

@@ -1,0 +1,323 @@
+"""Pure-ASGI request and response validation against the spec, without buffering streams.
+
+Requests: the body is read once and replayed downstream; openapi-core validates the
+parameters and the body, and the result is left in `scope["state"]["request_check"]`
+as a `RequestCheck` that the endpoint raises at the point where Waldur runs the same
+check (for the stream: after the feature flag, authentication and upstream checks).
+
+Responses (when enabled): JSON bodies are buffered and validated whole; NDJSON bodies
+pass through chunk by chunk, and every complete line is validated as it goes by.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema.exceptions import ValidationError as SchemaError
+from openapi_core.datatypes import RequestParameters
+from openapi_core.templating.media_types.exceptions import MediaTypeNotFound
+from openapi_core.validation.request.exceptions import (
+    InvalidParameter,
+    InvalidRequestBody,
+    MissingRequiredRequestBody,
+    ParameterValidationError,
+    RequestBodyValidationError,
+)
+from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
+from starlette.datastructures import Headers, QueryParams
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mockserver.errors import ApiError, NotFound, ParseError, UnsupportedMediaType, ValidationFailed
+from mockserver.openapi.drf_errors import body_errors, query_message
+from mockserver.openapi.loader import NDJSON, Operation, SpecIndex
+
+log = logging.getLogger("mockserver.validation")
+RECORD_SCHEMA = "#/components/schemas/ChatResponse"
+
+
+@dataclass
+class RequestCheck:
+    """The verdict of request validation, raised by the endpoint in Waldur's check order."""
+
+    operation: Operation
+    path_params: dict[str, str]
+    body: Any = None
+    error: ApiError | None = None
+    path_error: ApiError | None = None
+
+    @classmethod
+    def empty(cls) -> RequestCheck:
+        """For requests that match no operation (refused methods): nothing to report."""
+        return cls(Operation("", "", ""), {})
+
+    def raise_for_path(self) -> None:
+        if self.path_error:
+            raise self.path_error
+
+    def raise_for_errors(self) -> None:
+        self.raise_for_path()
+        if self.error:
+            raise self.error
+
+
+@dataclass
+class Violation:
+    operation: str
+    status: int
+    message: str
+    line: int | None = None
+
+
+@dataclass
+class ViolationLog:
+    """Response-validation findings; the test suite fails on any of them."""
+
+    entries: list[Violation] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def add(self, violation: Violation) -> None:
+        log.error("response violates the spec: %s", violation)
+        with self._lock:
+            self.entries.append(violation)
+
+    def drain(self) -> list[Violation]:
+        with self._lock:
+            found, self.entries = self.entries, []
+            return found
+
+
+class _CoreRequest:
+    """The request protocol openapi-core expects, built from an ASGI scope."""
+
+    def __init__(self, scope: Scope, operation: Operation, path_params: dict[str, str], body: bytes):
+        headers = Headers(scope=scope)
+        # Empty query values mean "no filter" to django-filter and DRF: drop them before validation.
+        pairs = [(k, v) for k, v in QueryParams(scope.get("query_string", b"")).multi_items() if v != ""]
+        # Authentication is ours (exact Waldur 401s); keep openapi-core's security check satisfied.
+        raw_headers = [*headers.raw, (b"authorization", b"Token validated-elsewhere")]
+        self.parameters = RequestParameters(
+            query=QueryParams(pairs), header=Headers(raw=raw_headers), path=path_params
+        )
+        self.host_url = "http://mock"
+        self.path = scope["path"]
+        self.path_pattern = operation.path
+        self.method = operation.method.lower()
+        self.body = body or None
+        self.content_type = headers.get("content-type") or "application/json"
+
+
+class _CoreResponse:
+    def __init__(self, status: int, headers: Headers, body: bytes):
+        self.status_code = status
+        self.headers = headers
+        self.data = body
+        self.content_type = headers.get("content-type") or ""
+
+
+class RequestValidator:
+    def __init__(self, spec: SpecIndex):
+        self.spec = spec
+
+    def check(self, scope: Scope, operation: Operation, path_params: dict[str, str], body: bytes) -> RequestCheck:
+        check = RequestCheck(operation, path_params)
+        request = _CoreRequest(scope, operation, path_params, b"" if operation.body_ignored else body)
+        if request.body is not None and "json" in request.content_type:
+            try:
+                check.body = json.loads(body)
+            except ValueError as exc:
+                check.error = ParseError(f"JSON parse error - {exc}")
+                return check
+        field_errors: dict[str, list[str]] = {}
+        for error in self.spec.openapi.iter_request_errors(request):
+            self._absorb(error, request, check, field_errors)
+        if check.error is None and field_errors:
+            check.error = ValidationFailed(field_errors)
+        return check
+
+    def _absorb(self, error: Exception, request: _CoreRequest, check: RequestCheck, out: dict[str, list[str]]) -> None:
+        if isinstance(error, ParameterValidationError):
+            if error.location == "path":
+                # DRF's get_object_or_404 turns a malformed lookup value into a plain 404.
+                check.path_error = NotFound()
+            elif error.location == "query" and error.name not in check.operation.lenient_params:
+                raw = ",".join(request.parameters.query.getlist(error.name))
+                out.setdefault(error.name, []).append(query_message(self._param_schema(check, error), raw))
+        elif isinstance(error, MissingRequiredRequestBody):
+            found = body_errors(self._schema_errors_for({}, check), {})
+            out.update(found or {})
+            check.body = {}
+        elif isinstance(error, RequestBodyValidationError):
+            cause = error.__cause__
+            if isinstance(cause, MediaTypeNotFound):
+                check.error = UnsupportedMediaType(request.content_type)
+            elif isinstance(cause, InvalidSchemaValue):
+                out.update(body_errors(cause.schema_errors, check.body) or {})
+            elif isinstance(error, InvalidRequestBody):
+                out.update(body_errors([], check.body) or {"non_field_errors": ["Invalid data."]})
+
+    def _param_schema(self, check: RequestCheck, error: InvalidParameter | ParameterValidationError) -> dict[str, Any]:
+        item = self.spec.document["paths"][check.operation.path]
+        params = [*item.get("parameters", []), *item[check.operation.method.lower()].get("parameters", [])]
+        for param in map(self.spec.resolve, params):
+            if param["name"] == error.name and param["in"] == error.location:
+                schema = dict(self.spec.resolve(param.get("schema", {})))
+                if "items" in schema:
+                    schema["items"] = self.spec.resolve(schema["items"])
+                return schema
+        return {}
+
+    def _schema_errors_for(self, body: Any, check: RequestCheck) -> list[SchemaError]:
+        op = self.spec.document["paths"][check.operation.path][check.operation.method.lower()]
+        schema = op["requestBody"]["content"]["application/json"]["schema"]
+        pointer = schema["$ref"].removeprefix("#") if "$ref" in schema else None
+        if pointer is None:
+            return []
+        return list(self.spec.schema_validator(pointer).iter_errors(body))
+
+
+class ValidationMiddleware:
+    """Runs request validation for spec operations and, optionally, response validation."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        spec: SpecIndex,
+        *,
+        validate_responses: bool = False,
+        violations: ViolationLog | None = None,
+    ):
+        self.app = app
+        self.spec = spec
+        self.requests = RequestValidator(spec)
+        self.validate_responses = validate_responses
+        self.violations = violations or ViolationLog()
+        self.record_validator = spec.schema_validator(RECORD_SCHEMA.removeprefix("#"))
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        found = self.spec.find(scope["path"])
+        operation = found[0].operations.get(scope["method"]) if found else None
+        if found is None or operation is None:
+            await self.app(scope, receive, send)
+            return
+        body, replay = await _buffer_request(receive)
+        check = self.requests.check(scope, operation, found[1], body)
+        scope.setdefault("state", {})["request_check"] = check
+        if self.validate_responses:
+            send = _ResponseChecker(self, scope, operation, send).send
+        await self.app(scope, replay, send)
+
+
+async def _buffer_request(receive: Receive) -> tuple[bytes, Receive]:
+    chunks: list[bytes] = []
+    disconnected: list[Message] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            disconnected.append(message)
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    body = b"".join(chunks)
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        if disconnected:
+            return disconnected[0]
+        return await receive()
+
+    return body, replay
+
+
+class _ResponseChecker:
+    """Wraps `send`: validates JSON bodies whole and NDJSON bodies line by line, in passing."""
+
+    def __init__(self, owner: ValidationMiddleware, scope: Scope, operation: Operation, send: Send):
+        self.owner = owner
+        self.scope = scope
+        self.operation = operation
+        self.downstream = send
+        self.start: Message | None = None
+        self.chunks: list[bytes] = []
+        self.streaming = False
+        self.pending = b""
+        self.line_number = 0
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.start = message
+            content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
+            self.streaming = content_type.startswith(NDJSON)
+            if self.streaming:
+                await self.downstream(message)
+            return
+        if message["type"] != "http.response.body":
+            await self.downstream(message)
+            return
+        if self.streaming:
+            self._check_lines(message.get("body", b""), final=not message.get("more_body", False))
+            await self.downstream(message)
+            return
+        self.chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        await self._finish_buffered()
+
+    def _check_lines(self, chunk: bytes, *, final: bool) -> None:
+        data = self.pending + chunk
+        *lines, self.pending = data.split(b"\n")
+        for line in lines:
+            self.line_number += 1
+            self._check_record(line)
+        if final and self.pending:
+            self._report(f"unterminated last line: {self.pending[:80]!r}", line=self.line_number + 1)
+
+    def _check_record(self, line: bytes) -> None:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            self._report(f"line is not JSON: {line[:80]!r}", line=self.line_number)
+            return
+        for error in self.owner.record_validator.iter_errors(record):
+            self._report(f"record {record!r}: {error.message}", line=self.line_number)
+            return
+
+    async def _finish_buffered(self) -> None:
+        assert self.start is not None
+        body = b"".join(self.chunks)
+        headers = Headers(raw=self.start.get("headers", []))
+        status = self.start["status"]
+        request = _CoreRequest(self.scope, self.operation, self.scope["state"]["request_check"].path_params, b"")
+        problems = [str(e.__cause__ or e) for e in self.owner.spec.openapi.iter_response_errors(
+            request, _CoreResponse(status, headers, body)
+        )]
+        if problems:
+            message = "; ".join(problems)[:2000]
+            self._report(message)
+            payload = json.dumps({"detail": f"Mock response violates the spec: {message}"}).encode()
+            await self.downstream({
+                "type": "http.response.start",
+                "status": 500,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
+            })
+            await self.downstream({"type": "http.response.body", "body": payload})
+            return
+        await self.downstream(self.start)
+        await self.downstream({"type": "http.response.body", "body": body})
+
+    def _report(self, message: str, line: int | None = None) -> None:
+        status = self.start["status"] if self.start else 0
+        self.owner.violations.add(Violation(self.operation.operation_id, status, message, line))
+
+

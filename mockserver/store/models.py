@@ -1,0 +1,73 @@
+"""Plain records of the chat state, mirroring Waldur's Django models field for field."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+Role = Literal["user", "assistant"]
+
+
+@dataclass(frozen=True)
+class User:
+    uuid: str
+    username: str
+    token: str
+    first_name: str = ""
+    last_name: str = ""
+    email: str = ""
+    is_staff: bool = False
+    is_support: bool = False
+    password: str | None = None
+
+    @property
+    def full_name(self) -> str:
+        return f"{self.first_name} {self.last_name}".strip()
+
+    @property
+    def sees_everything(self) -> bool:
+        """Staff and support see every session, thread and message (section 5.2)."""
+        return self.is_staff or self.is_support
+
+
+@dataclass
+class ChatSession:
+    uuid: str
+    user: User
+    created: datetime
+    modified: datetime
+
+
+@dataclass
+class Thread:
+    uuid: str
+    session: ChatSession
+    created: datetime
+    modified: datetime
+    name: str = "New chat"
+    flags: dict[str, object] = field(default_factory=dict)
+    is_archived: bool = False
+
+    @property
+    def owner(self) -> User:
+        return self.session.user
+
+
+@dataclass
+class Message:
+    uuid: str
+    thread: Thread
+    role: Role
+    content: str
+    sequence_index: int
+    created: datetime
+    replaces: Message | None = None
+    replaced_by: Message | None = None
+    is_flagged: bool = False
+    injection_score: float = 0.0
+    injection_categories: list[str] = field(default_factory=list)
+
+    @property
+    def is_active(self) -> bool:
+        return self.replaced_by is None
