@@ -1,0 +1,90 @@
+"""A synchronous test client over httpx's ASGI transport, with one helper per demo user.
+
+httpx's ASGITransport delivers a streamed body only when it is complete: fine for content
+checks; timing is measured against a real uvicorn elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import anyio.from_thread
+import httpx
+
+from mockserver.app import MockApp
+
+TOKENS = {"alice": "alice-token", "bob": "bob-token", "staff": "staff-token", "support": "support-token"}
+
+
+class Client:
+    """Calls the app as one user (or anonymously when `token` is None)."""
+
+    def __init__(self, portal: anyio.from_thread.BlockingPortal, http: httpx.AsyncClient, token: str | None):
+        self._portal = portal
+        self._http = http
+        self.token = token
+
+    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
+        headers = dict(kwargs.pop("headers", None) or {})
+        if self.token is not None:
+            headers.setdefault("Authorization", f"Token {self.token}")
+        return self._portal.call(lambda: self._http.request(method, url, headers=headers, **kwargs))
+
+    def get(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("GET", url, **kwargs)
+
+    def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        return self.request("POST", url, **kwargs)
+
+    def stream(self, **body: Any) -> StreamResult:
+        """POST /api/chat/stream/ with a JSON body and parse the NDJSON answer."""
+        headers = body.pop("headers", None)
+        return StreamResult(self.post("/api/chat/stream/", json=body, headers=headers))
+
+
+class StreamResult:
+    def __init__(self, response: httpx.Response):
+        self.response = response
+        self.status_code = response.status_code
+        self.records: list[dict[str, Any]] = (
+            [json.loads(line) for line in response.text.splitlines()] if response.status_code == 200 else []
+        )
+
+    @property
+    def thread_uuid(self) -> str:
+        return self.records[0]["m"]["thread_uuid"]
+
+    @property
+    def final(self) -> dict[str, str]:
+        return self.records[-1]["m"]
+
+    @property
+    def text(self) -> str:
+        return "".join(r.get("c", "") for r in self.records if r.get("k") == "markdown")
+
+
+class Clients:
+    """`clients.alice`, `clients.bob`, `clients.staff`, `clients.support`, `clients.anonymous`."""
+
+    def __init__(self, portal: anyio.from_thread.BlockingPortal, http: httpx.AsyncClient):
+        self._portal = portal
+        self._http = http
+        for name, token in TOKENS.items():
+            setattr(self, name, Client(portal, http, token))
+        self.anonymous = Client(portal, http, None)
+
+    def with_token(self, token: str | None) -> Client:
+        return Client(self._portal, self._http, token)
+
+
+@contextmanager
+def clients_for(app: MockApp) -> Iterator[Clients]:
+    with anyio.from_thread.start_blocking_portal() as portal:
+        http = httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://testserver")
+        try:
+            yield Clients(portal, http)
+        finally:
+            portal.call(http.aclose)
