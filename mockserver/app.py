@@ -27,9 +27,13 @@ from mockserver.chat.service import ChatService
 from mockserver.control.api import ControlAPI
 from mockserver.control.journal import JournalMiddleware, RequestJournal
 from mockserver.engine.base import ReplyEngine
-from mockserver.engine.simple import SimpleEngine
+from mockserver.engine.scripted import ScriptedEngine
+from mockserver.engine.scripts import ScriptSet, load_script_dir
+from mockserver.engine.scripts.loader import DEFAULT_SCRIPT_DIR
+from mockserver.engine.scripts.model import Script
+from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
 from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
-from mockserver.openapi.validation import ValidationMiddleware, ViolationLog
+from mockserver.openapi.validation import RECORD_SCHEMA, ValidationMiddleware, ViolationLog
 from mockserver.store import ChatStore, User
 from mockserver.users import DEFAULT_USERS_FILE, load_users
 
@@ -52,7 +56,10 @@ class ServerOptions:
     validate_responses: bool = False
     cors: bool = True
     journal_limit: int = 1000
-    engine: ReplyEngine | None = None
+    scripts: Path = DEFAULT_SCRIPT_DIR  # a directory of *.yaml or one file
+    resources_file: Path = DEFAULT_RESOURCES_FILE
+    speed: float = 1.0  # playback speed of scripted replies; 0 = no delays
+    engine: ReplyEngine | None = None  # replaces the scripted engine (tests, experiments)
     settings: DeploymentSettings = field(default_factory=DeploymentSettings)
 
 
@@ -65,8 +72,12 @@ class MockApp:
         self.spec = SpecIndex.from_file(self.options.spec_file)
         self.store = ChatStore(users)
         self.settings = self.options.settings
+        self.settings.speed = self.options.speed
         self._initial_settings = _copy_settings(self.settings)
-        self.chat = ChatService(self.store, self.options.engine or SimpleEngine(), self.settings)
+        self.tools = ToolExecutor(load_resources(self.options.resources_file))
+        self._default_scripts = self.load_scripts(load_script_dir(self.options.scripts))
+        self.engine = self.options.engine or ScriptedEngine(self._default_scripts, self.tools)
+        self.chat = ChatService(self.store, self.engine, self.settings)
         self.services = Services(store=self.store, settings=self.settings, chat=self.chat)
         self.journal = RequestJournal(self.options.journal_limit)
         self.violations = ViolationLog()
@@ -93,9 +104,22 @@ class MockApp:
             exception_handlers={Exception: _server_error},
         )
 
+    def load_scripts(self, scripts: list[Script]) -> ScriptSet:
+        """Check a script set against the spec's record schema (dry run); raise ScriptError if unusable."""
+        script_set = ScriptSet(scripts)
+        validator = self.spec.schema_validator(RECORD_SCHEMA)
+        ScriptedEngine(script_set, self.tools).check(lambda record: [e.message for e in validator.iter_errors(record)])
+        return script_set
+
+    def replace_scripts(self, scripts: list[Script]) -> None:
+        if isinstance(self.engine, ScriptedEngine):
+            self.engine.scripts = self.load_scripts(scripts)
+
     def reset(self) -> None:
-        """Back to the seed state: no chat data, default deployment settings, empty journal."""
+        """Back to the seed state: no chat data, default settings and scripts, empty journal."""
         self.store.reset()
+        if isinstance(self.engine, ScriptedEngine):
+            self.engine.scripts = self._default_scripts
         fresh = _copy_settings(self._initial_settings)
         for name in vars(fresh):
             setattr(self.settings, name, getattr(fresh, name))

@@ -12,7 +12,7 @@ from tests.support import Clients, clients_for
 
 @pytest.fixture
 def app() -> Iterator[MockApp]:
-    mock = create_app(ServerOptions(validate_responses=True))
+    mock = create_app(ServerOptions(validate_responses=True, speed=0))
     yield mock
     violations = mock.violations.drain()
     assert not violations, f"the mock answered outside its own spec: {violations}"

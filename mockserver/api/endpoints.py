@@ -9,16 +9,17 @@ from mockserver.api.filters import filter_messages, filter_threads, order_thread
 from mockserver.api.pagination import paginate
 from mockserver.api.rendering import json_response, no_content
 from mockserver.api.serializers import message_json, restrict_fields, session_json, thread_json
-from mockserver.chat.service import StreamRequest
 from mockserver.api.streaming import RecordStreamResponse
-from mockserver.errors import NotFound
+from mockserver.chat.service import StreamRequest
+from mockserver.engine.faults import Faults, FaultSyntaxError, parse_fault_header
+from mockserver.errors import NotFound, ParseError
 from mockserver.store import Thread, User
 from mockserver.util import normalize_uuid
 
 HANDLERS: dict[str, Handler] = {}
 
 
-def operation(operation_id: str):  # noqa: ANN201 - decorator
+def operation(operation_id: str):
     def register(handler: Handler) -> Handler:
         HANDLERS[operation_id] = handler
         return handler
@@ -127,8 +128,19 @@ async def chat_stream(call: Call) -> RecordStreamResponse:
         mode=body.get("mode") or None,  # type: ignore[arg-type]
         edit_message_uuid=_optional_uuid(body, "edit_message_uuid"),
     )
-    headers = call.request.headers
-    faults = tuple(f.strip() for f in headers.get("x-mock-fault", "").split(",") if f.strip())
-    turn = chat.prepare(user, request, scenario=headers.get("x-mock-scenario"), faults=faults)
+    scenario, faults = _mock_selectors(call, chat.engine.scenario_names())
+    turn = chat.prepare(user, request, scenario=scenario, faults=faults)
+    return RecordStreamResponse(chat.stream(turn), headers=STREAM_HEADERS)
 
-    return RecordStreamResponse(chat.records(turn), headers=STREAM_HEADERS)
+
+def _mock_selectors(call: Call, scenarios: list[str]) -> tuple[str | None, Faults]:
+    """`X-Mock-Scenario` and `X-Mock-Fault`, refused with 400 before anything is stored."""
+    headers = call.request.headers
+    scenario = headers.get("x-mock-scenario") or None
+    if scenario is not None and scenario not in scenarios:
+        raise ParseError(f"Unknown X-Mock-Scenario {scenario!r}; known: {', '.join(scenarios)}.")
+    try:
+        faults = parse_fault_header(headers.get("x-mock-fault", ""))
+    except FaultSyntaxError as exc:
+        raise ParseError(f"Bad X-Mock-Fault header: {exc}.") from None
+    return scenario, faults

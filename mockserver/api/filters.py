@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import UTC, date
 
-
 from starlette.datastructures import QueryParams
 
 from mockserver.api.serializers import max_injection_score, thread_is_flagged

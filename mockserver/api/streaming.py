@@ -1,43 +1,79 @@
-"""An ASGI response that writes records as NDJSON lines, one flush per record.
+"""An ASGI response that writes stream items as NDJSON lines, one flush per record.
 
-Unlike Starlette's `StreamingResponse` it always closes the record generator, and it
-watches for the client going away even while the generator waits (a stall), so the
-chat service's `finally` persists the messages promptly in every case.
+Unlike Starlette's `StreamingResponse` it always closes the item generator (so the
+engine's `finally` persists the turn), it watches for the client going away even while
+the generator waits (a stall), and it carries out the engine's wire faults: a raw line
+is written as it is, and a dropped connection is cut without terminating the body.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, Mapping
 
 import anyio
 from starlette.types import Receive, Scope, Send
 
-from mockserver.engine.records import Record, encode_record
+from mockserver.engine.base import DropConnection, RawLine, StreamItem
+from mockserver.engine.records import encode_record
+from mockserver.openapi.validation import WIRE_FAULT_FLAG
 
 NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
 
+class ConnectionDroppedOnPurpose(Exception):
+    """Raised to make the server cut the connection mid-body (the drop fault)."""
+
+
+class _QuietDrops(logging.Filter):
+    """Keep uvicorn from logging a deliberate drop as an application error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        while exc is not None:
+            if isinstance(exc, ConnectionDroppedOnPurpose):
+                return False
+            exc = exc.__cause__ or exc.__context__ or (getattr(exc, "exceptions", None) or [None])[0]
+        return True
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
+
+
 class RecordStreamResponse:
-    def __init__(self, records: AsyncGenerator[Record, None], headers: Mapping[str, str] | None = None):
-        self.records = records
+    def __init__(self, items: AsyncGenerator[StreamItem, None], headers: Mapping[str, str] | None = None):
+        self.items = items
         self.headers = [(b"content-type", NDJSON_MEDIA_TYPE.encode())] + [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
         ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await send({"type": "http.response.start", "status": 200, "headers": self.headers})
+        dropped = False
         async with anyio.create_task_group() as group:
             group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
             try:
-                async for record in self.records:
-                    await send({"type": "http.response.body", "body": encode_record(record), "more_body": True})
-                await send({"type": "http.response.body", "body": b"", "more_body": False})
+                async for item in self.items:
+                    if isinstance(item, DropConnection):
+                        dropped = True
+                        break
+                    if isinstance(item, RawLine):
+                        scope.setdefault("state", {})[WIRE_FAULT_FLAG] = True
+                        body = item.data
+                    else:
+                        body = encode_record(item)
+                    await send({"type": "http.response.body", "body": body, "more_body": True})
+                else:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
             except OSError:
                 pass  # the client went away while we were sending
             finally:
                 with anyio.CancelScope(shield=True):
-                    await self.records.aclose()
+                    await self.items.aclose()
                 group.cancel_scope.cancel()
+        if dropped:
+            scope.setdefault("state", {})[WIRE_FAULT_FLAG] = True
+            raise ConnectionDroppedOnPurpose("drop fault")
 
     @staticmethod
     async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

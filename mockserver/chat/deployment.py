@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Literal
 
+from mockserver.engine.faults import NO_FAULTS, Faults
 from mockserver.errors import Conflict
 
 Period = Literal["daily", "weekly", "monthly"]
@@ -36,6 +37,9 @@ class DeploymentSettings:
     usage: dict[str, dict[Period, int]] = field(default_factory=dict)
     injection_allowlist: list[str] = field(default_factory=list)
     history_limit: int = 50
+    # The mock's own knobs: playback speed of scripted replies and faults for every stream.
+    speed: float = 1.0
+    faults: Faults = NO_FAULTS
 
 
 class QuotaBook:

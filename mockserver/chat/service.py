@@ -8,12 +8,13 @@ client that disconnects still leaves both messages behind.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from mockserver.chat.deployment import DeploymentSettings, QuotaBook
 from mockserver.chat.injection import CLEAN, HISTORY_EXCLUSION_THRESHOLD, Detection, InjectionDetector
-from mockserver.engine.base import ReplyEngine, ReplyRequest, TurnKind
+from mockserver.engine.base import ReplyEngine, ReplyRequest, StreamFrame, StreamItem, TurnKind
+from mockserver.engine.faults import Faults
 from mockserver.engine.records import Record, thread_record, uuids_record
 from mockserver.errors import Conflict, FailedDependency, NotFound, ValidationFailed
 from mockserver.store import ChatStore, Message, Thread, User
@@ -78,8 +79,10 @@ class ChatService:
 
     # -- steps 4-8 ------------------------------------------------------------
     def prepare(
-        self, user: User, body: StreamRequest, *, scenario: str | None = None, faults: tuple[str, ...] = ()
+        self, user: User, body: StreamRequest, *, scenario: str | None = None, faults: Faults | None = None
     ) -> PreparedTurn:
+        """Steps 4-8 of section 2.2; stores the user message. Faults: global config, then the request's."""
+        faults = self.settings.faults.merged(faults or Faults())
         errors = body.cross_field_errors()
         if errors:
             raise ValidationFailed(errors)
@@ -90,7 +93,7 @@ class ChatService:
             thread = self._owned_thread(body.update_thread_name, user)
             request = ReplyRequest(
                 input=body.input, kind="title", username=user.username, blocked=detection.blocked,
-                scenario=scenario, faults=faults,
+                scenario=scenario, faults=faults, speed=self.settings.speed,
             )
             return PreparedTurn(user=user, kind="title", thread=thread, request=request)
 
@@ -107,6 +110,7 @@ class ChatService:
             blocked=detection.blocked,
             scenario=scenario,
             faults=faults,
+            speed=self.settings.speed,
         )
         return turn
 
@@ -170,23 +174,13 @@ class ChatService:
         return sum(1 for m in self.store.thread_messages(thread) if m.role == "user" and m.is_active)
 
     # -- streaming -------------------------------------------------------------
-    async def records(self, turn: PreparedTurn) -> AsyncIterator[Record]:
-        """Every record of the response body, in Waldur's order; persists in `finally`."""
-        if turn.bound:
-            yield thread_record(turn.thread.uuid)
-        reply = self.engine.reply(turn.request)
-        finished = False
-        try:
-            async for record in reply:
-                yield record
-            finished = True
-        finally:
-            assistant = self._finish(turn, reply.stored_text, reply.usage_tokens)
-        if finished and assistant is not None:
-            user_uuid = turn.user_message.uuid if turn.user_message else None
-            yield uuids_record(assistant.uuid, user_uuid)
+    def stream(self, turn: PreparedTurn) -> AsyncGenerator[StreamItem, None]:
+        """Every item of the response body, in Waldur's order; the engine persists via `finish`."""
+        opening = thread_record(turn.thread.uuid) if turn.bound else None
+        return self.engine.stream(turn.request, StreamFrame(opening, lambda text, tokens: self._finish(turn, text, tokens)))
 
-    def _finish(self, turn: PreparedTurn, text: str, tokens: int) -> Message | None:
+    def _finish(self, turn: PreparedTurn, text: str, tokens: int) -> Record | None:
+        """Persist the turn (also when the client went away) and return the closing record."""
         self.quota.add_usage(turn.user.username, tokens)
         if turn.kind == "title":
             title = text.strip()[:TITLE_MAX_LENGTH]
@@ -197,4 +191,4 @@ class ChatService:
             turn.thread, "assistant", text, turn.assistant_index, replaces=turn.replaced_assistant
         )
         self.store.touch_thread(turn.thread)
-        return assistant
+        return uuids_record(assistant.uuid, turn.user_message.uuid if turn.user_message else None)

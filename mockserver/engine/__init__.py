@@ -1,11 +1,28 @@
-"""The stream engine: turns one chat turn into Waldur's content records.
+"""The stream engine: turns one chat turn into Waldur's wire records, with timing and faults.
 
-It knows nothing of HTTP or of the store. The chat service hands it a `ReplyRequest`
-and iterates the `ReplyStream` it returns; after iteration (complete, failed or
-cancelled) `stored_text` is the raw upstream text Waldur would persist.
+It knows nothing of HTTP or of the store: the chat service hands it a `ReplyRequest`
+and a `StreamFrame` and iterates what `stream()` yields.
 """
 
-from mockserver.engine.base import ReplyEngine, ReplyRequest, ReplyStream
+from mockserver.engine.base import (
+    DropConnection,
+    RawLine,
+    ReplyEngine,
+    ReplyRequest,
+    StreamFrame,
+    StreamItem,
+    UnknownScenario,
+)
 from mockserver.engine.records import Record, encode_record
 
-__all__ = ["Record", "ReplyEngine", "ReplyRequest", "ReplyStream", "encode_record"]
+__all__ = [
+    "DropConnection",
+    "RawLine",
+    "Record",
+    "ReplyEngine",
+    "ReplyRequest",
+    "StreamFrame",
+    "StreamItem",
+    "UnknownScenario",
+    "encode_record",
+]

@@ -1,11 +1,18 @@
-"""The narrow interface between the chat service and any reply engine."""
+"""The narrow interface between the chat service and any reply engine.
+
+The service owns state: it supplies the opening record (the thread `m`) and a `finish`
+callback that persists the turn and returns the closing record. The engine owns the
+stream: content records, their order and timing, faults, and calling `finish` exactly
+once (in a `finally`, so a dropped client still persists).
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncGenerator, Callable
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from mockserver.engine.faults import NO_FAULTS, Faults
 from mockserver.engine.records import Record
 
 TurnKind = Literal["message", "reload", "edit", "title"]
@@ -13,33 +20,45 @@ TurnKind = Literal["message", "reload", "edit", "title"]
 
 @dataclass(frozen=True)
 class ReplyRequest:
-    """What the upstream LLM would be asked, plus the mock's own per-request selectors."""
+    """What the upstream LLM would be asked, plus the mock's per-request selectors."""
 
     input: str
     kind: TurnKind = "message"
     turn: int = 1  # 1-based number of this user turn in its thread
     history: tuple[tuple[str, str], ...] = ()  # (role, content) pairs sent as context
     username: str = ""
-    blocked: bool = False  # injection detector said high/critical: no upstream call
+    blocked: bool = False  # the injection detector said high/critical: no upstream call
     scenario: str | None = None  # X-Mock-Scenario
-    faults: tuple[str, ...] = field(default_factory=tuple)  # X-Mock-Fault and global faults
+    faults: Faults = NO_FAULTS
+    speed: float = 1.0  # playback speed of scripted delays; 0 = instant
 
 
-class ReplyStream(Protocol):
-    """Async iterator of content records (markdown, load, code, table, raw `c`, `e`)."""
+@dataclass(frozen=True)
+class RawLine:
+    """A wire fault: bytes written as they are (a malformed line)."""
 
-    def __aiter__(self) -> AsyncIterator[Record]: ...
+    data: bytes
 
-    @property
-    def stored_text(self) -> str:
-        """The raw upstream text so far: what is persisted as the assistant message."""
-        ...
 
-    @property
-    def usage_tokens(self) -> int:
-        """Input plus output tokens the upstream reported, for quota accounting."""
-        ...
+@dataclass(frozen=True)
+class DropConnection:
+    """A wire fault: the connection is cut here, without terminating the body."""
+
+
+StreamItem = Record | RawLine | DropConnection
+
+
+@dataclass(frozen=True)
+class StreamFrame:
+    opening: Record | None  # sent first (the thread `m`), None for title calls
+    finish: Callable[[str, int], Record | None]  # (stored text, usage tokens) -> closing record
+
+
+class UnknownScenario(LookupError):
+    pass
 
 
 class ReplyEngine(Protocol):
-    def reply(self, request: ReplyRequest) -> ReplyStream: ...
+    def scenario_names(self) -> list[str]: ...
+
+    def stream(self, request: ReplyRequest, frame: StreamFrame) -> AsyncGenerator[StreamItem, None]: ...

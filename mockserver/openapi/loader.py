@@ -8,6 +8,7 @@ never parses (`x-waldur-body-ignored`), and which router paths refuse every meth
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ WALDUR_SPEC = SPEC_DIR / "waldur-chat-8.0.5.yaml"
 CONTROL_SPEC = SPEC_DIR / "mock-control.yaml"
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 NDJSON = "application/x-ndjson"
+# libyaml's loader when PyYAML was built with it: ten times faster on the 1700-line spec.
+FAST_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 def is_uuid(value: object) -> bool:
@@ -89,11 +92,12 @@ class SpecIndex:
 
     @classmethod
     def from_file(cls, path: Path) -> SpecIndex:
+        """Loaded once per file version: an index is never mutated, so apps can share it."""
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigurationError(f"cannot read spec {path}: {exc}") from exc
-        return cls(document, str(path))
+            stat = path.stat()
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read spec {path}: {exc.strerror}") from None
+        return _load_index(path.resolve(), stat.st_mtime_ns)
 
     def _build_routes(self) -> list[PathRoute]:
         routes = []
@@ -152,6 +156,15 @@ class SpecIndex:
             registry=self._registry,
             format_checker=OAS31Validator.FORMAT_CHECKER,
         )
+
+
+@functools.lru_cache(maxsize=8)
+def _load_index(path: Path, _version: int) -> SpecIndex:
+    try:
+        document = yaml.load(path.read_text(encoding="utf-8"), Loader=FAST_YAML_LOADER)
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigurationError(f"cannot read spec {path}: {exc}") from None
+    return SpecIndex(document, str(path))
 
 
 def _ndjson_items(body: bytes | str) -> list[Any]:

@@ -1,0 +1,112 @@
+"""What a loaded reply script is: matchers, a reply plan and faults."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from string import Template
+from typing import Any
+
+from mockserver.engine.base import ReplyRequest, TurnKind
+from mockserver.engine.faults import NO_FAULTS, Faults
+from mockserver.engine.pacing import Timing, split_text
+
+
+@dataclass(frozen=True)
+class InputMatcher:
+    kind: str  # exact | contains | regex
+    value: str
+    ignore_case: bool = False
+    pattern: re.Pattern[str] | None = None
+
+    def matches(self, text: str) -> bool:
+        if self.kind == "regex":
+            assert self.pattern is not None
+            return self.pattern.search(text) is not None
+        subject, wanted = (text.lower(), self.value.lower()) if self.ignore_case else (text, self.value)
+        return subject == wanted if self.kind == "exact" else wanted in subject
+
+
+@dataclass(frozen=True)
+class Match:
+    """All given conditions must hold; a list of input matchers matches when any does."""
+
+    inputs: tuple[InputMatcher, ...] = ()
+    turn_min: int | None = None
+    turn_max: int | None = None
+    modes: frozenset[TurnKind] = frozenset()
+
+    def matches(self, request: ReplyRequest) -> bool:
+        if self.inputs and not any(m.matches(request.input) for m in self.inputs):
+            return False
+        if self.turn_min is not None and request.turn < self.turn_min:
+            return False
+        if self.turn_max is not None and request.turn > self.turn_max:
+            return False
+        return not self.modes or request.kind in self.modes
+
+
+@dataclass(frozen=True)
+class Chunk:
+    text: str
+    delay_ms: float | None = None  # explicit delay before this chunk (recordings keep theirs)
+
+
+@dataclass(frozen=True)
+class LiteralStep:
+    """Escape hatch: one literal wire record, or a pause when `record` is None."""
+
+    record: dict[str, Any] | None = None
+    delay_ms: float = 0.0
+    line: int | None = None  # where it was written, for load-time errors
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    source: str  # file:line, for messages
+    match: Match | None = None  # None: selectable by name only
+    text: str | None = None
+    chunking: str | int = "token"
+    chunks: tuple[Chunk, ...] = ()
+    records: tuple[LiteralStep, ...] = ()
+    timing: Timing = field(default_factory=Timing)
+    faults: Faults = NO_FAULTS
+    description: str = ""
+
+    @property
+    def literal(self) -> bool:
+        return bool(self.records)
+
+    def upstream_chunks(self, request: ReplyRequest) -> list[Chunk]:
+        """The text chunks the simulated upstream sends for this request."""
+        if self.chunks:
+            return [Chunk(render(c.text, request), c.delay_ms) for c in self.chunks]
+        return [Chunk(piece) for piece in split_text(render(self.text or "", request), self.chunking)]
+
+
+def render(template: str, request: ReplyRequest) -> str:
+    """`${input}`, `${turn}`, `${username}`, `${mode}` and `${words}` (first six words of the input)."""
+    return Template(template).safe_substitute(
+        input=request.input,
+        turn=request.turn,
+        username=request.username,
+        mode=request.kind,
+        words=" ".join(request.input.split()[:6]),
+    )
+
+
+class ScriptSet:
+    """Scripts in order: a scenario name selects one directly, otherwise the first match wins."""
+
+    def __init__(self, scripts: list[Script]):
+        self.scripts = list(scripts)
+        self.by_name = {s.name: s for s in self.scripts}
+
+    def select(self, request: ReplyRequest) -> Script | None:
+        if request.scenario:
+            return self.by_name.get(request.scenario)
+        return next((s for s in self.scripts if s.match is not None and s.match.matches(request)), None)
+
+    def names(self) -> list[str]:
+        return [s.name for s in self.scripts]
