@@ -41,8 +41,13 @@ log = logging.getLogger("mockserver")
 
 # What homeport sends (clients notes, 5.1) plus the mock's own per-request selectors.
 CORS_ALLOW_HEADERS = [
-    "Authorization", "Content-Type", "Accept", "Accept-Language", "X-IMPERSONATED-USER-UUID",
-    "X-Mock-Scenario", "X-Mock-Fault",
+    "Authorization",
+    "Content-Type",
+    "Accept",
+    "Accept-Language",
+    "X-IMPERSONATED-USER-UUID",
+    "X-Mock-Scenario",
+    "X-Mock-Fault",
 ]
 CORS_ALLOW_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
 CORS_EXPOSE_HEADERS = ["X-Result-Count", "Link"]
@@ -89,15 +94,23 @@ class MockApp:
         middleware = [
             Middleware(JournalMiddleware, journal=self.journal),
             Middleware(
-                ValidationMiddleware, spec=self.spec,
-                validate_responses=self.options.validate_responses, violations=self.violations,
+                ValidationMiddleware,
+                spec=self.spec,
+                validate_responses=self.options.validate_responses,
+                violations=self.violations,
             ),
         ]
         if self.options.cors:
-            middleware.insert(0, Middleware(
-                CORSMiddleware, allow_origins=["*"], allow_methods=CORS_ALLOW_METHODS,
-                allow_headers=CORS_ALLOW_HEADERS, expose_headers=CORS_EXPOSE_HEADERS,
-            ))
+            middleware.insert(
+                0,
+                Middleware(
+                    CORSMiddleware,
+                    allow_origins=["*"],
+                    allow_methods=CORS_ALLOW_METHODS,
+                    allow_headers=CORS_ALLOW_HEADERS,
+                    expose_headers=CORS_EXPOSE_HEADERS,
+                ),
+            )
         return Starlette(
             routes=[*self.control.routes(), Mount("/", app=router)],
             middleware=middleware,

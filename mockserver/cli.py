@@ -32,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--users", type=Path, help="users file replacing fixtures/users.yaml")
-    serve.add_argument("--validate-responses", action="store_true",
-                       help="check every response (and every stream line) against the spec")
+    serve.add_argument(
+        "--validate-responses",
+        action="store_true",
+        help="check every response (and every stream line) against the spec",
+    )
     serve.add_argument("--no-cors", action="store_true", help="turn CORS headers off")
     return parser
 

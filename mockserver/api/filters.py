@@ -56,9 +56,7 @@ def filter_threads(threads: list[Thread], query: QueryParams) -> list[Thread]:
     for name in ("is_archived", "is_flagged"):
         wanted = lenient_bool(query.get(name))
         if wanted is not None:
-            getter: Callable[[Thread], bool] = (
-                (lambda t: t.is_archived) if name == "is_archived" else thread_is_flagged
-            )
+            getter: Callable[[Thread], bool] = (lambda t: t.is_archived) if name == "is_archived" else thread_is_flagged
             tests.append(lambda t, g=getter, w=wanted: g(t) == w)
     if severity := query.get("max_severity"):
         tests.append(lambda t: _in_band(t, severity))  # type: ignore[arg-type]
@@ -78,7 +76,8 @@ def order_threads(threads: list[Thread], raw: str | None) -> list[Thread]:
     keys = [k for k in (raw or "").split(",") if k in ORDERINGS] or ["-created"]
     ordered = list(threads)
     for key in reversed(keys):  # stable sorts applied last-key-first give a lexicographic order
-        ordered.sort(key=lambda t, f=key.lstrip("-"): getattr(t, f), reverse=key.startswith("-"))
+        attribute = key.lstrip("-")
+        ordered.sort(key=lambda t, a=attribute: getattr(t, a), reverse=key.startswith("-"))
     return ordered
 
 
@@ -98,5 +97,3 @@ def filter_messages(messages: list[Message], query: QueryParams) -> list[Message
     if flagged is not None:
         selected = [m for m in selected if m.is_flagged == flagged]
     return sorted(selected, key=lambda m: m.sequence_index)
-
-

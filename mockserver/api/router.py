@@ -22,7 +22,9 @@ from mockserver.openapi.validation import RequestCheck
 class SpecRouter:
     def __init__(self, spec: SpecIndex, services: Services, handlers: dict[str, Handler]):
         missing = [
-            op.operation_id for route in spec.routes for op in route.operations.values()
+            op.operation_id
+            for route in spec.routes
+            for op in route.operations.values()
             if op.operation_id not in handlers
         ]
         if missing:

@@ -57,18 +57,34 @@ def _p(category: str, weight: float, expression: str) -> Pattern:
 
 
 PATTERNS: tuple[Pattern, ...] = (
-    _p("instruction_override", 0.95, r"\b(ignore|disregard|forget|override)\b.{0,40}\b(previous|prior|above|earlier|all)\b.{0,20}\b(instructions?|rules|prompts?|directions|guidelines)\b"),
+    _p(
+        "instruction_override",
+        0.95,
+        r"\b(ignore|disregard|forget|override)\b.{0,40}\b(previous|prior|above|earlier|all)\b"
+        r".{0,20}\b(instructions?|rules|prompts?|directions|guidelines)\b",
+    ),
     _p("instruction_reset", 0.8, r"\b(start over|reset your (instructions|rules)|from now on you)\b"),
     _p("system_override", 0.9, r"\b(new|override|updated|replace)\b.{0,10}\bsystem (prompt|instructions?|message)\b"),
-    _p("safety_bypass", 0.85, r"\b(bypass|disable|turn off|ignore)\b.{0,20}\b(safety|filters?|guardrails|restrictions|content polic(y|ies))\b"),
+    _p(
+        "safety_bypass",
+        0.85,
+        r"\b(bypass|disable|turn off|ignore)\b.{0,20}"
+        r"\b(safety|filters?|guardrails|restrictions|content polic(y|ies))\b",
+    ),
     _p("jailbreak", 0.95, r"\bjailbr(ea|oke)k"),
     _p("jailbreak", 0.95, r"\bDAN\b"),
     _p("mode_switch", 0.8, r"\b(enable|activate|enter|switch to)\b.{0,20}\b(mode)\b"),
-    _p("persona_hijack", 0.7, r"\b(you are now|pretend (to be|you are)|act as (an? )?(unrestricted|evil|uncensored))\b"),
+    _p(
+        "persona_hijack", 0.7, r"\b(you are now|pretend (to be|you are)|act as (an? )?(unrestricted|evil|uncensored))\b"
+    ),
     _p("unrestricted", 0.75, r"\b(no (rules|restrictions|limits)|unrestricted|uncensored)\b"),
     _p("delimiter_injection", 0.95, r"<\|(im_start|im_end|system|endoftext)\|>|\[/?INST\]|<</?SYS>>"),
     _p("tag_injection", 0.7, r"</?(system|instructions?|assistant)>"),
-    _p("prompt_leak", 0.85, r"\b(reveal|show|print|repeat|output)\b.{0,30}\b(system prompt|your (instructions|prompt)|hidden prompt)\b"),
+    _p(
+        "prompt_leak",
+        0.85,
+        r"\b(reveal|show|print|repeat|output)\b.{0,30}\b(system prompt|your (instructions|prompt)|hidden prompt)\b",
+    ),
     _p("authority_claim", 0.6, r"\bI am (the|your) (admin|administrator|developer|creator|owner)\b"),
     _p("leetspeak", 0.65, r"\b(h[4@]ck|h[4@]x|pwn|j[4@]ilbr[3e][4@]k|3xpl[0o]it)"),
     _p("base64_payload", 0.40, r"[A-Za-z0-9+/]{50,}={0,2}"),
@@ -76,7 +92,20 @@ PATTERNS: tuple[Pattern, ...] = (
     _p("decode_and_follow", 0.8, r"\bdecode\b.{0,40}\b(and|then)\b.{0,20}\b(follow|execute|run|obey)\b"),
 )
 
-_HOMOGLYPHS = str.maketrans({"а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "х": "x", "і": "i", "у": "y", "ѕ": "s"})
+# Cyrillic look-alikes of Latin letters, written as escapes so the source stays unambiguous.
+_HOMOGLYPHS = str.maketrans(
+    {
+        "\u0430": "a",
+        "\u0435": "e",
+        "\u043e": "o",
+        "\u0440": "p",
+        "\u0441": "c",
+        "\u0445": "x",
+        "\u0456": "i",
+        "\u0443": "y",
+        "\u0455": "s",
+    }
+)
 _INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad]")
 
 
@@ -138,5 +167,3 @@ class InjectionDetector:
     def _allowlisted(self, normalised: str) -> bool:
         lowered = normalised.strip().lower()
         return any(phrase in lowered and len(phrase) > 0.8 * len(lowered) for phrase in self.allowlist)
-
-

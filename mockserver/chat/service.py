@@ -92,8 +92,13 @@ class ChatService:
         if body.update_thread_name:
             thread = self._owned_thread(body.update_thread_name, user)
             request = ReplyRequest(
-                input=body.input, kind="title", username=user.username, blocked=detection.blocked,
-                scenario=scenario, faults=faults, speed=self.settings.speed,
+                input=body.input,
+                kind="title",
+                username=user.username,
+                blocked=detection.blocked,
+                scenario=scenario,
+                faults=faults,
+                speed=self.settings.speed,
             )
             return PreparedTurn(user=user, kind="title", thread=thread, request=request)
 
@@ -149,7 +154,11 @@ class ChatService:
     ) -> Message:
         flagged = detection.is_flagged
         message = self.store.add_message(
-            thread, "user", content, index, replaces=replaces,
+            thread,
+            "user",
+            content,
+            index,
+            replaces=replaces,
             is_flagged=flagged,
             injection_score=detection.score if flagged else 0.0,
             injection_categories=detection.categories if flagged else (),
@@ -164,8 +173,11 @@ class ChatService:
         if limit <= 0:
             return ()
         active = sorted(
-            (m for m in self.store.thread_messages(thread)
-             if m.is_active and m.injection_score < HISTORY_EXCLUSION_THRESHOLD),
+            (
+                m
+                for m in self.store.thread_messages(thread)
+                if m.is_active and m.injection_score < HISTORY_EXCLUSION_THRESHOLD
+            ),
             key=lambda m: m.sequence_index,
         )
         return tuple((m.role, m.content) for m in active[:limit])
@@ -177,7 +189,9 @@ class ChatService:
     def stream(self, turn: PreparedTurn) -> AsyncGenerator[StreamItem, None]:
         """Every item of the response body, in Waldur's order; the engine persists via `finish`."""
         opening = thread_record(turn.thread.uuid) if turn.bound else None
-        return self.engine.stream(turn.request, StreamFrame(opening, lambda text, tokens: self._finish(turn, text, tokens)))
+        return self.engine.stream(
+            turn.request, StreamFrame(opening, lambda text, tokens: self._finish(turn, text, tokens))
+        )
 
     def _finish(self, turn: PreparedTurn, text: str, tokens: int) -> Record | None:
         """Persist the turn (also when the client went away) and return the closing record."""

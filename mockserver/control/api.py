@@ -45,7 +45,7 @@ def _limit(value: Any, nullable: bool) -> int | None:
 
 def _limits(value: Any, nullable: bool) -> TokenLimits:
     if not isinstance(value, dict):
-        raise TypeError('Expected a dictionary of items but got type "%s".' % type(value).__name__)
+        raise TypeError(f'Expected a dictionary of items but got type "{type(value).__name__}".')
     unknown = set(value) - {f"{p}_limit" for p in PERIODS}
     if unknown:
         raise TypeError(f"Unknown keys: {', '.join(sorted(unknown))}.")

@@ -41,8 +41,12 @@ class Faults:
 
 
 NO_FAULTS = Faults()
-_INTEGER_FIELDS = {"upstream_error_after_chunks", "stall_after_chunks", "drop_after_records",
-                   "malformed_line_after_records"}
+_INTEGER_FIELDS = {
+    "upstream_error_after_chunks",
+    "stall_after_chunks",
+    "drop_after_records",
+    "malformed_line_after_records",
+}
 _NUMBER_FIELDS = {"stall_seconds", "first_byte_delay_ms"}
 FAULT_NAMES = tuple(f.name for f in fields(Faults))
 
@@ -77,8 +81,8 @@ def faults_from_mapping(data: Any) -> Faults:
 def parse_fault_header(header: str) -> Faults:
     """`X-Mock-Fault: drop_after_records=2; stall_seconds=1.5` (`,` or `;` between items)."""
     data: dict[str, Any] = {}
-    for item in header.replace(";", ",").split(","):
-        item = item.strip()
+    for raw_item in header.replace(";", ",").split(","):
+        item = raw_item.strip()
         if not item:
             continue
         name, sep, raw = item.partition("=")

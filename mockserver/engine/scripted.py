@@ -24,7 +24,9 @@ from mockserver.engine.tools import ToolExecutor
 CONTEXT_AWARE_REFUSAL = Script(
     name="context-aware-refusal",
     source="<built-in>",
-    text="I'm sorry, but I cannot help with that specific request. Is there anything else about Waldur I can do for you?",
+    text=(
+        "I'm sorry, but I cannot help with that specific request. Is there anything else about Waldur I can do for you?"
+    ),
     timing=Timing(first_chunk_ms=300, inter_chunk_ms=25),
 )
 
@@ -206,8 +208,11 @@ def _refuse_invalid(script: Script, record: Record, validate: RecordCheck, line:
     if problems:
         source, _, script_line = script.source.rpartition(":")
         at = line or (int(script_line) if script_line.isdigit() else None)
-        raise ScriptError(source or script.source, at, f"script {script.name!r} would send an invalid record "
-                          f"{_short(record)}: {problems[0]}")
+        raise ScriptError(
+            source or script.source,
+            at,
+            f"script {script.name!r} would send an invalid record {_short(record)}: {problems[0]}",
+        )
 
 
 def _short(record: Any) -> str:

@@ -91,7 +91,6 @@ class ToolExecutor:
 
     def table(self, username: str) -> Record:
         rows = [
-            r.row() for r in self.resources
-            if r.state.lower() != "terminated" and (not r.users or username in r.users)
+            r.row() for r in self.resources if r.state.lower() != "terminated" and (not r.users or username in r.users)
         ][:MAX_ROWS]
         return {"k": "table", "h": list(TABLE_HEADERS), "r": rows, "n": len(rows)}

@@ -45,8 +45,10 @@ def body_message(error: SchemaError) -> str:
         case "type":
             if value is None:
                 return "This field may not be null."
-            expected = error.validator_value if isinstance(error.validator_value, str) else next(
-                (t for t in error.validator_value if t != "null"), "string"
+            expected = (
+                error.validator_value
+                if isinstance(error.validator_value, str)
+                else next((t for t in error.validator_value if t != "null"), "string")
             )
             return _TYPE_MESSAGES.get(expected, "Invalid value.").format(kind=_kind(value))
         case "maxLength":

@@ -102,9 +102,7 @@ class _CoreRequest:
         pairs = [(k, v) for k, v in QueryParams(scope.get("query_string", b"")).multi_items() if v != ""]
         # Authentication is ours (exact Waldur 401s); keep openapi-core's security check satisfied.
         raw_headers = [*headers.raw, (b"authorization", b"Token validated-elsewhere")]
-        self.parameters = RequestParameters(
-            query=QueryParams(pairs), header=Headers(raw=raw_headers), path=path_params
-        )
+        self.parameters = RequestParameters(query=QueryParams(pairs), header=Headers(raw=raw_headers), path=path_params)
         self.host_url = "http://mock"
         self.path = scope["path"]
         self.path_pattern = operation.path
@@ -302,18 +300,24 @@ class _ResponseChecker:
         headers = Headers(raw=self.start.get("headers", []))
         status = self.start["status"]
         request = _CoreRequest(self.scope, self.operation, self.scope["state"]["request_check"].path_params, b"")
-        problems = [str(e.__cause__ or e) for e in self.owner.spec.openapi.iter_response_errors(
-            request, _CoreResponse(status, headers, body)
-        )]
+        problems = [
+            str(e.__cause__ or e)
+            for e in self.owner.spec.openapi.iter_response_errors(request, _CoreResponse(status, headers, body))
+        ]
         if problems:
             message = "; ".join(problems)[:2000]
             self._report(message)
             payload = json.dumps({"detail": f"Mock response violates the spec: {message}"}).encode()
-            await self.downstream({
-                "type": "http.response.start",
-                "status": 500,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())],
-            })
+            await self.downstream(
+                {
+                    "type": "http.response.start",
+                    "status": 500,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(payload)).encode()),
+                    ],
+                }
+            )
             await self.downstream({"type": "http.response.body", "body": payload})
             return
         await self.downstream(self.start)
@@ -324,5 +328,3 @@ class _ResponseChecker:
             return  # a fault asked for on purpose (malformed line, dropped connection)
         status = self.start["status"] if self.start else 0
         self.owner.violations.add(Violation(self.operation.operation_id, status, message, line))
-
-

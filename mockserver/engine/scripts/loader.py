@@ -101,7 +101,9 @@ class _Reader:
     def match(self, node: Any, name: str) -> Match:
         self.keys(node, {"input", "turn", "mode"}, f"match of {name!r}")
         inputs = node.get("input")
-        matchers = tuple(self.input(i, name) for i in (inputs if isinstance(inputs, list) else [inputs] if inputs else []))
+        matchers = tuple(
+            self.input(i, name) for i in (inputs if isinstance(inputs, list) else [inputs] if inputs else [])
+        )
         turn_min = turn_max = None
         turn = node.get("turn")
         if isinstance(turn, int) and not isinstance(turn, bool):
@@ -240,6 +242,8 @@ def load_script_dir(path: Path = DEFAULT_SCRIPT_DIR) -> list[Script]:
     seen: dict[str, str] = {}
     for script in scripts:
         if script.name in seen:
-            raise ScriptError(script.source, None, f"duplicate script name {script.name!r} (first at {seen[script.name]})")
+            raise ScriptError(
+                script.source, None, f"duplicate script name {script.name!r} (first at {seen[script.name]})"
+            )
         seen[script.name] = script.source
     return scripts
