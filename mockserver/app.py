@@ -86,7 +86,7 @@ class MockApp:
         self.services = Services(store=self.store, settings=self.settings, chat=self.chat)
         self.journal = RequestJournal(self.options.journal_limit)
         self.violations = ViolationLog()
-        self.control = ControlAPI(lambda: self.settings, self.journal, self.reset)
+        self.control = ControlAPI(lambda: self.settings, self.journal, self.reset, _Scripts(self))
         self.asgi = self._build()
 
     def _build(self) -> Starlette:
@@ -140,6 +140,24 @@ class MockApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.asgi(scope, receive, send)
+
+
+class _Scripts:
+    """The app's script set as the control API sees it."""
+
+    def __init__(self, app: MockApp):
+        self.app = app
+
+    def current(self) -> list[Script]:
+        engine = self.app.engine
+        return engine.scripts.scripts if isinstance(engine, ScriptedEngine) else []
+
+    def replace(self, scripts: list[Script]) -> None:
+        self.app.replace_scripts(scripts)
+
+    def restore(self) -> None:
+        if isinstance(self.app.engine, ScriptedEngine):
+            self.app.engine.scripts = self.app._default_scripts
 
 
 def _copy_settings(settings: DeploymentSettings) -> DeploymentSettings:

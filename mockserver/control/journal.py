@@ -49,15 +49,19 @@ class RequestJournal:
             return entry
 
     def entries(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` entries (all by default), oldest first."""
         with self._lock:
             items = list(self._entries)
-        if limit is not None:
-            items = items[-limit:] if limit > 0 else []
-        return [asdict(e) for e in items]
+        return [asdict(e) for e in (items[-limit:] if limit else items)]
+
+    def __len__(self) -> int:
+        return len(self._entries)
 
     def clear(self) -> None:
+        """Empty the journal; sequence numbers start again at 1."""
         with self._lock:
             self._entries.clear()
+            self._seq = 0
 
 
 class JournalMiddleware:
