@@ -22,6 +22,7 @@ from mockserver.api.context import Services
 from mockserver.api.endpoints import HANDLERS
 from mockserver.api.rendering import json_response
 from mockserver.api.router import SpecRouter
+from mockserver.api.streaming import ConnectionDroppedOnPurpose
 from mockserver.chat.deployment import DeploymentSettings
 from mockserver.chat.service import ChatService
 from mockserver.control.api import ControlAPI
@@ -33,7 +34,7 @@ from mockserver.engine.scripts.loader import DEFAULT_SCRIPT_DIR
 from mockserver.engine.scripts.model import Script
 from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
 from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
-from mockserver.openapi.validation import RECORD_SCHEMA, ValidationMiddleware, ViolationLog
+from mockserver.openapi.validation import RECORD_SCHEMA, ValidationMiddleware, ViolationLog, record_problems
 from mockserver.store import ChatStore, User
 from mockserver.users import DEFAULT_USERS_FILE, load_users
 
@@ -121,7 +122,7 @@ class MockApp:
         """Check a script set against the spec's record schema (dry run); raise ScriptError if unusable."""
         script_set = ScriptSet(scripts)
         validator = self.spec.schema_validator(RECORD_SCHEMA)
-        ScriptedEngine(script_set, self.tools).check(lambda record: [e.message for e in validator.iter_errors(record)])
+        ScriptedEngine(script_set, self.tools).check(lambda record: record_problems(validator, record))
         return script_set
 
     def replace_scripts(self, scripts: list[Script]) -> None:
@@ -167,7 +168,8 @@ def _copy_settings(settings: DeploymentSettings) -> DeploymentSettings:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    if not isinstance(exc, ConnectionDroppedOnPurpose):  # a drop fault is not an error
+        log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return json_response({"detail": "A server error occurred."}, status=500)
 
 

@@ -19,7 +19,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _port(value: str) -> int:
-    port = int(value)
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
     if not 0 < port < 65536:
         raise argparse.ArgumentTypeError(f"port out of range: {value}")
     return port
@@ -38,7 +41,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="check every response (and every stream line) against the spec",
     )
     serve.add_argument("--no-cors", action="store_true", help="turn CORS headers off")
+    serve.add_argument("--scripts", type=Path, help="reply scripts: a directory of *.yaml or one file")
+    serve.add_argument("--resources", type=Path, help="resources listed by the show_user_resources tool")
+    serve.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        help="playback speed of scripted replies (2 = twice as fast, 0 = no delays)",
+    )
     return parser
+
+
+def _speed(value: str) -> float:
+    try:
+        speed = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
+    if speed < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {value}")
+    return speed
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -51,14 +72,20 @@ def serve(args: argparse.Namespace) -> int:
         users_file=args.users or DEFAULT_USERS_FILE,
         validate_responses=args.validate_responses,
         cors=not args.no_cors,
+        speed=args.speed,
     )
+    if args.scripts:
+        options.scripts = args.scripts
+    if args.resources:
+        options.resources_file = args.resources
     app = create_app(options)
     base = f"http://{args.host}:{args.port}"
     print(f"waldur-chat-mock serving Waldur 8.0.5 chat API on {base}/api/", flush=True)
     for user in app.store.users:
         role = "staff" if user.is_staff else "support" if user.is_support else "user"
         print(f"  {user.username:<10} {role:<8} Authorization: Token {user.token}", flush=True)
-    print(f"  control API: {base}/__mock__/  (reset, requests, config)", flush=True)
+    print(f"  control API: {base}/__mock__/  (reset, requests, config, scripts)", flush=True)
+    print(f"  scenarios (X-Mock-Scenario): {', '.join(app.engine.scenario_names())}", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 

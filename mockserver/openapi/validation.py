@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from jsonschema.exceptions import ValidationError as SchemaError
+from jsonschema.protocols import Validator
 from openapi_core.datatypes import RequestParameters
 from openapi_core.templating.media_types.exceptions import MediaTypeNotFound
 from openapi_core.validation.request.exceptions import (
@@ -40,6 +41,25 @@ log = logging.getLogger("mockserver.validation")
 # response is known to break the spec, and is not reported as a violation.
 WIRE_FAULT_FLAG = "wire_fault_injected"
 RECORD_SCHEMA = "#/components/schemas/ChatResponse"
+
+
+def record_problems(validator: Validator, record: Any) -> list[str]:
+    """Why a stream record breaks the schema, in words that name the real problem.
+
+    The record schema is a oneOf of variants; "not valid under any of the given schemas"
+    helps nobody, so report the errors of the variant the record came closest to.
+    """
+    errors = list(validator.iter_errors(record))
+    if not errors:
+        return []
+    error = errors[0]
+    if error.validator == "oneOf" and error.context:
+        branches: dict[Any, list[SchemaError]] = {}
+        for sub in error.context:
+            branches.setdefault(sub.relative_schema_path[0], []).append(sub)
+        error = min(branches.values(), key=len)[0]
+    where = error.json_path if error.json_path != "$" else "the record"
+    return [f"{error.message} (at {where})"]
 
 
 @dataclass
@@ -290,9 +310,8 @@ class _ResponseChecker:
         except ValueError:
             self._report(f"line is not JSON: {line[:80]!r}", line=self.line_number)
             return
-        for error in self.owner.record_validator.iter_errors(record):
-            self._report(f"record {record!r}: {error.message}", line=self.line_number)
-            return
+        for problem in record_problems(self.owner.record_validator, record):
+            self._report(f"record {record!r}: {problem}", line=self.line_number)
 
     async def _finish_buffered(self) -> None:
         assert self.start is not None
