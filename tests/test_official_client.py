@@ -463,7 +463,8 @@ def test_regular_user_messages_break_the_8_0_5_parser(
     rows = raw_messages(alice, thread=alice_chat.thread)
     assert [set(row) for row in rows] == [REGULAR_MESSAGE_KEYS] * 2
     assert [row["replaces"] for row in rows] == [None, None]
-    assert [row["uuid"] for row in rows] == list(alice_chat.turn.final.values())
+    final = alice_chat.turn.final
+    assert [row["uuid"] for row in rows] == [final["user_message_uuid"], final["assistant_message_uuid"]]
 
 
 def test_regular_user_replacement_row_fails_on_missing_injection_fields(login: Login) -> None:
@@ -526,7 +527,9 @@ def test_staff_client_parses_a_thread_whose_rows_were_all_edited(login: Login, a
 
     messages = chat_messages_list.sync_all(client=staff, thread=alice_chat.thread)
     assert uuids(messages) == [edited.final_uuid("user_message_uuid"), edited.final_uuid("assistant_message_uuid")]
-    assert [m.replaces for m in messages] == [turn.final_uuid(key) for key in turn.final]
+    assert [m.replaces for m in messages] == [
+        turn.final_uuid(key) for key in ("user_message_uuid", "assistant_message_uuid")
+    ]
     assert [(m.role, m.sequence_index) for m in messages] == [(MessageRoleEnum.USER, 1), (MessageRoleEnum.ASSISTANT, 2)]
 
     user_row = messages[0]

@@ -1,0 +1,403 @@
+"""`/api/chat-threads/`: shape, visibility, archive/unarchive, every filter, ordering, `field` and pagination.
+
+Server notes sections 3.7, 4.6, 5.2 and 6.1-6.3.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from mockserver.app import MockApp
+from tests.support import Client, Clients
+from tests.test_api_http import (  # noqa: F401 - shared_app overrides conftest's `app`
+    DATETIME,
+    HEX32,
+    USER_UUIDS,
+    assert_links,
+    hyphenated,
+    random_uuid,
+    shared_app,
+    user_of,
+)
+from tests.test_api_stream import INJECTION, MEDIUM, new_pair, ok_stream, thread_of, threads_of
+
+THREAD_FIELDS = {
+    "uuid", "name", "chat_session", "flags", "is_archived", "message_count", "is_flagged", "max_severity",
+    "user_username", "user_full_name", "created", "modified",
+}
+PATH = "/api/chat-threads/"
+INVALID_PAGE = {"detail": "Invalid page."}
+
+
+def uuids(threads: list[dict[str, Any]]) -> list[str]:
+    return [t["uuid"] for t in threads]
+
+
+def make_threads(client: Client, count: int) -> list[str]:
+    """`count` new threads, returned newest first (the default order)."""
+    return [new_pair(client, f"Thread {index}")[0] for index in range(count)][::-1]
+
+
+def archive(client: Client, thread: str, action: str = "archive", **kwargs: Any) -> int:
+    response = client.post(f"{PATH}{thread}/{action}/", **kwargs)
+    assert response.content == b""
+    return response.status_code
+
+
+# -- shape and visibility ----------------------------------------------------------------------
+def test_thread_fields(clients: Clients) -> None:
+    thread, _ = new_pair(clients.alice)
+    listed = threads_of(clients.alice)
+    assert listed == [thread_of(clients.alice, thread)]
+    data = listed[0]
+    assert set(data) == THREAD_FIELDS
+    session = clients.alice.get("/api/chat-sessions/current/").json()["uuid"]
+    assert {k: data[k] for k in THREAD_FIELDS - {"uuid", "created", "modified"}} == {
+        "name": "New chat", "chat_session": session, "flags": {}, "is_archived": False, "message_count": 2,
+        "is_flagged": False, "max_severity": "none", "user_username": "alice", "user_full_name": "Alice Smith",
+    }
+    assert HEX32.match(data["uuid"]) and DATETIME.match(data["created"]) and DATETIME.match(data["modified"])
+
+
+@pytest.mark.parametrize(("viewer", "sees"), [("alice", {"alice"}), ("bob", {"bob"}),
+                                              ("staff", {"alice", "bob"}), ("support", {"alice", "bob"})])
+def test_list_visibility(clients: Clients, viewer: str, sees: set[str]) -> None:
+    owned = {"alice": new_pair(clients.alice)[0], "bob": new_pair(clients.bob)[0]}
+    assert set(uuids(threads_of(user_of(clients, viewer)))) == {owned[name] for name in sees}
+
+
+@pytest.mark.parametrize(("viewer", "status"), [("alice", 200), ("bob", 404), ("staff", 200), ("support", 200)])
+def test_retrieve_visibility(clients: Clients, viewer: str, status: int) -> None:
+    thread, _ = new_pair(clients.alice)
+    response = user_of(clients, viewer).get(f"{PATH}{thread}/")
+    assert response.status_code == status
+    if status == 404:
+        assert list(response.json()) == ["detail"]
+
+
+@pytest.mark.parametrize("spelling", ["unknown", "malformed", "hyphenated", "upper-hyphenated"])
+def test_retrieve_uuid_spellings(clients: Clients, spelling: str) -> None:
+    """Hyphens are accepted; unknown and malformed UUIDs are 404 (never 400)."""
+    thread, _ = new_pair(clients.alice)
+    path_uuid = {"unknown": random_uuid(), "malformed": "not-a-uuid", "hyphenated": hyphenated(thread),
+                 "upper-hyphenated": hyphenated(thread).upper()}[spelling]
+    response = clients.alice.get(f"{PATH}{path_uuid}/")
+    if spelling in ("unknown", "malformed"):
+        assert response.status_code == 404
+    else:
+        assert (response.status_code, response.json()["uuid"]) == (200, thread)
+
+
+# -- archive and unarchive (section 3.7) ------------------------------------------------------
+def test_archive_and_unarchive_are_204_and_idempotent(clients: Clients) -> None:
+    thread, _ = new_pair(clients.alice)
+    for action, archived in (("archive", True), ("archive", True), ("unarchive", False), ("unarchive", False)):
+        assert archive(clients.alice, thread, action) == 204
+        assert thread_of(clients.alice, thread)["is_archived"] is archived
+    assert len(threads_of(clients.alice)) == 1
+
+
+@pytest.mark.parametrize(
+    ("content", "content_type"),
+    [(b'{"is_archived": false, "name": "Renamed"}', "application/json"), (b"{garbage", "application/json"),
+     (b"garbage", "text/plain"), (b"", None), (b"<a/>", "application/xml"), (b"[1]", "application/json")],
+)
+def test_archive_ignores_the_body(clients: Clients, content: bytes, content_type: str | None) -> None:
+    """The documented `{name, is_archived}` body is a schema artefact: any body is ignored."""
+    thread, _ = new_pair(clients.alice)
+    headers = {"Content-Type": content_type} if content_type else {}
+    assert archive(clients.alice, thread, "archive", content=content, headers=headers) == 204
+    assert (thread_of(clients.alice, thread)["is_archived"], thread_of(clients.alice, thread)["name"]) == (
+        True, "New chat"
+    )
+    unarchive_body = content.replace(b"false", b"true")
+    assert archive(clients.alice, thread, "unarchive", content=unarchive_body, headers=headers) == 204
+    assert thread_of(clients.alice, thread)["is_archived"] is False
+
+
+@pytest.mark.parametrize(("viewer", "status"), [("alice", 204), ("bob", 404), ("staff", 204), ("support", 204)])
+@pytest.mark.parametrize("action", ["archive", "unarchive"])
+def test_who_may_archive(clients: Clients, viewer: str, status: int, action: str) -> None:
+    thread, _ = new_pair(clients.alice)
+    if action == "unarchive":
+        archive(clients.alice, thread)
+    response = user_of(clients, viewer).post(f"{PATH}{thread}/{action}/", json={})
+    assert response.status_code == status
+    assert thread_of(clients.alice, thread)["is_archived"] is ((action == "archive") == (status == 204))
+
+
+@pytest.mark.parametrize("thread", [random_uuid(), "not-a-uuid"])
+def test_archive_unknown_thread_is_404(clients: Clients, thread: str) -> None:
+    assert clients.alice.post(f"{PATH}{thread}/archive/").status_code == 404
+
+
+# -- boolean filters (section 6.3) ------------------------------------------------------------
+TRUE_VALUES = ["true", "True", "2"]
+FALSE_VALUES = ["false", "False", "3"]
+IGNORED_VALUES = ["yes", "1", "0", "TRUE", "maybe"]
+
+
+@pytest.mark.parametrize("value", TRUE_VALUES + FALSE_VALUES + IGNORED_VALUES)
+def test_is_archived_filter(clients: Clients, value: str) -> None:
+    archived, *_ = make_threads(clients.alice, 3)
+    archive(clients.alice, archived)
+    everything = uuids(threads_of(clients.alice))
+    expected = {
+        **dict.fromkeys(TRUE_VALUES, [archived]),
+        **dict.fromkeys(FALSE_VALUES, [t for t in everything if t != archived]),
+    }.get(value, everything)
+    assert uuids(threads_of(clients.alice, is_archived=value)) == expected
+
+
+@pytest.mark.parametrize("value", TRUE_VALUES + FALSE_VALUES + IGNORED_VALUES)
+def test_is_flagged_filter(clients: Clients, value: str) -> None:
+    clean, _ = new_pair(clients.alice, "Clean")
+    flagged, _ = new_pair(clients.alice, MEDIUM)
+    expected = {**dict.fromkeys(TRUE_VALUES, [flagged]), **dict.fromkeys(FALSE_VALUES, [clean])}
+    assert uuids(threads_of(clients.alice, is_flagged=value)) == expected.get(value, [flagged, clean])
+
+
+# -- max_severity (sections 4.2-4.3, 6.3) -----------------------------------------------------
+# One thread per band, from the detector weights of section 4.3 (two categories add 0.10).
+BAND_INPUTS = {
+    "none": "A clean question",
+    "low": "Q" * 60,  # base64 run: 0.40
+    "medium": MEDIUM,  # leetspeak: 0.65
+    "high": "h4ck " + "Q" * 60,  # 0.65 + 0.10 = 0.75
+    "critical": INJECTION,  # 0.95
+}
+
+
+@pytest.mark.parametrize("band", list(BAND_INPUTS))
+def test_max_severity_bands(clients: Clients, band: str) -> None:
+    threads = {name: new_pair(clients.alice, text)[0] for name, text in BAND_INPUTS.items()}
+    assert uuids(threads_of(clients.alice, max_severity=band)) == [threads[band]]
+    assert thread_of(clients.alice, threads[band])["max_severity"] == band
+    assert thread_of(clients.alice, threads[band])["is_flagged"] is (band != "none")
+
+
+def test_invalid_max_severity_is_400(clients: Clients) -> None:
+    response = clients.alice.get(PATH, params={"max_severity": "x"})
+    assert (response.status_code, response.json()) == (
+        400, {"max_severity": ["Select a valid choice. x is not one of the available choices."]}
+    )
+
+
+# -- created / modified (section 6.3) ---------------------------------------------------------
+class SteppingClock:
+    """A store clock pinned to chosen instants, moving by a microsecond per reading."""
+
+    def __init__(self, start: datetime):
+        self.current = start
+
+    def now(self) -> datetime:
+        self.current += timedelta(microseconds=1)
+        return self.current
+
+
+def test_date_filters_match_the_utc_calendar_date_exactly(
+    app: MockApp, clients: Clients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """22:30 at UTC-5 on Feb 23 is Feb 24 in UTC; neither filter is a range."""
+    clock = SteppingClock(datetime(2026, 2, 23, 22, 30, tzinfo=timezone(timedelta(hours=-5))))
+    monkeypatch.setattr(app.store, "clock", clock)
+    thread, _ = new_pair(clients.alice)
+    clock.current = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    new_pair(clients.alice, "Later", thread_uuid=thread)
+    data = thread_of(clients.alice, thread)
+    assert (data["created"][:10], data["modified"][:10]) == ("2026-02-24", "2026-03-01")
+    hits = {
+        (name, day): uuids(threads_of(clients.alice, **{name: day}))
+        for name in ("created", "modified") for day in ("2026-02-23", "2026-02-24", "2026-02-25", "2026-03-01")
+    }
+    assert {key for key, found in hits.items() if found == [thread]} == {
+        ("created", "2026-02-24"), ("modified", "2026-03-01")
+    }
+    assert all(found in ([], [thread]) for found in hits.values())
+
+
+def test_date_filter_matches_todays_threads(clients: Clients) -> None:
+    thread, _ = new_pair(clients.alice)
+    day = date.fromisoformat(thread_of(clients.alice, thread)["created"][:10])
+    for name in ("created", "modified"):
+        assert uuids(threads_of(clients.alice, **{name: day.isoformat()})) == [thread]
+        assert threads_of(clients.alice, **{name: (day - timedelta(days=1)).isoformat()}) == []
+        assert threads_of(clients.alice, **{name: (day + timedelta(days=1)).isoformat()}) == []
+
+
+@pytest.mark.parametrize("name", ["created", "modified"])
+@pytest.mark.parametrize("value", ["2026-13-01", "yesterday", "2026-02-30"])
+def test_bad_date_is_400(clients: Clients, name: str, value: str) -> None:
+    response = clients.alice.get(PATH, params={name: value})
+    assert (response.status_code, response.json()) == (400, {name: ["Enter a valid date."]})
+
+
+# -- query and user (section 6.3) -------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("text", "owners"),
+    [("ali", {"alice"}), ("SMITH", {"alice"}), ("jones", {"bob"}), ("Bob", {"bob"}),
+     ("alice@example.com", {"alice"}), ("example.com", {"alice", "bob"}), ("Sue", set()), ("new CHAT", {"alice", "bob"})],
+)
+def test_query_matches_name_and_owner_fields(clients: Clients, text: str, owners: set[str]) -> None:
+    """Case-insensitive over name, username, first and last name and email; each thread once."""
+    new_pair(clients.alice)
+    new_pair(clients.bob)
+    found = threads_of(clients.staff, query=text)
+    assert {t["user_username"] for t in found} == owners
+    assert len(found) == len(owners) == len(set(uuids(found)))
+
+
+def test_query_matches_a_renamed_thread_not_message_content(clients: Clients) -> None:
+    renamed, _ = new_pair(clients.alice, "xyzzy in the message")
+    other, _ = new_pair(clients.alice)
+    ok_stream(clients.alice, input="Pick a title", update_thread_name=renamed)
+    name = thread_of(clients.alice, renamed)["name"]
+    assert name != "New chat"
+    assert uuids(threads_of(clients.alice, query=name.swapcase())) == [renamed]
+    assert threads_of(clients.alice, query="xyzzy") == []
+    assert renamed not in uuids(threads_of(clients.alice, query="New chat")) or "new chat" in name.lower()
+    assert other in uuids(threads_of(clients.alice, query="New chat"))
+
+
+def test_a_thread_matching_several_fields_is_listed_once(clients: Clients) -> None:
+    thread, _ = new_pair(clients.alice)
+    response = clients.alice.get(PATH, params={"query": "a"})
+    assert (uuids(response.json()), response.headers["x-result-count"]) == ([thread], "1")
+
+
+@pytest.mark.parametrize(
+    ("viewer", "owner", "sees"),
+    [("staff", "alice", "alice"), ("support", "bob", "bob"), ("alice", "alice", "alice"), ("alice", "bob", None)],
+)
+@pytest.mark.parametrize("spell", [str, hyphenated])
+def test_user_filter(clients: Clients, viewer: str, owner: str, sees: str | None, spell: Any) -> None:
+    owned = {"alice": new_pair(clients.alice)[0], "bob": new_pair(clients.bob)[0]}
+    found = uuids(threads_of(user_of(clients, viewer), user=spell(USER_UUIDS[owner])))
+    assert found == ([owned[sees]] if sees else [])
+
+
+def test_malformed_user_filter_is_400(clients: Clients) -> None:
+    response = clients.staff.get(PATH, params={"user": "alice"})
+    assert response.status_code == 400
+    assert list(response.json()) == ["user"]
+
+
+# -- ordering (section 6.3) -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("o", "order"),
+    [(None, [3, 2, 1]), ("-created", [3, 2, 1]), ("created", [1, 2, 3]), ("modified", [2, 3, 1]),
+     ("-modified", [1, 3, 2]), ("modified,created", [2, 3, 1]), ("-created,modified", [3, 2, 1])],
+)
+def test_ordering(clients: Clients, o: str | None, order: list[int]) -> None:
+    """Default `-created`; thread 1 is touched last, so created and modified orders differ."""
+    made = make_threads(clients.alice, 3)[::-1]
+    new_pair(clients.alice, "Touch", thread_uuid=made[0])
+    params = {} if o is None else {"o": o}
+    assert uuids(threads_of(clients.alice, **params)) == [made[i - 1] for i in order]
+
+
+@pytest.mark.parametrize("o", ["name", "-created,bogus", "uuid"])
+def test_invalid_ordering_is_400(clients: Clients, o: str) -> None:
+    response = clients.alice.get(PATH, params={"o": o})
+    assert response.status_code == 400
+    assert list(response.json()) == ["o"]
+
+
+# -- field (section 6.2) ---------------------------------------------------------------------
+FIELD_CASES = [
+    (["uuid", "name"], {"uuid", "name"}),
+    (["uuid", "bogus"], {"uuid"}),
+    (["bogus"], THREAD_FIELDS),
+    ([], THREAD_FIELDS),
+    (["max_severity", "flags", "message_count"], {"max_severity", "flags", "message_count"}),
+]
+
+
+@pytest.mark.parametrize(("fields", "expected"), FIELD_CASES)
+def test_field_restricts_list_and_retrieve(clients: Clients, fields: list[str], expected: set[str]) -> None:
+    thread, _ = new_pair(clients.alice)
+    listed = clients.alice.get(PATH, params={"field": fields}).json()
+    retrieved = clients.alice.get(f"{PATH}{thread}/", params={"field": fields}).json()
+    assert set(listed[0]) == set(retrieved) == expected
+
+
+# -- pagination (section 6.1) ----------------------------------------------------------------
+def test_default_page_size_is_10_with_links(clients: Clients) -> None:
+    made = make_threads(clients.alice, 12)
+    response = clients.alice.get(PATH)
+    assert (uuids(response.json()), response.headers["x-result-count"]) == (made[:10], "12")
+    assert_links(response, PATH, {"first": {}, "next": {"page": "2"}, "last": {"page": "2"}})
+
+
+@pytest.mark.parametrize("page", ["2", "last"])
+def test_last_page(clients: Clients, page: str) -> None:
+    made = make_threads(clients.alice, 12)
+    response = clients.alice.get(PATH, params={"page": page})
+    assert (uuids(response.json()), response.headers["x-result-count"]) == (made[10:], "12")
+    assert_links(response, PATH, {"first": {}, "prev": {}, "last": {"page": "2"}})
+
+
+def test_links_keep_other_parameters(clients: Clients) -> None:
+    made = make_threads(clients.alice, 12)
+    response = clients.alice.get(PATH, params={"page_size": "4", "page": "2", "is_archived": "false"})
+    assert uuids(response.json()) == made[4:8]
+    keep = {"page_size": "4", "is_archived": "false"}
+    assert_links(response, PATH, {
+        "first": keep, "prev": keep, "next": {**keep, "page": "3"}, "last": {**keep, "page": "3"},
+    })
+    third = clients.alice.get(PATH, params={"page_size": "4", "page": "3", "is_archived": "false"})
+    assert_links(third, PATH, {"first": keep, "prev": {**keep, "page": "2"}, "last": {**keep, "page": "3"}})
+
+
+def test_single_and_empty_pages_link_without_page(clients: Clients) -> None:
+    empty = clients.alice.get(PATH)
+    assert (empty.json(), empty.headers["x-result-count"]) == ([], "0")
+    assert_links(empty, PATH, {"first": {}, "last": {}})
+    make_threads(clients.alice, 2)
+    single = clients.alice.get(PATH, params={"page": "1"})
+    assert (len(single.json()), single.headers["x-result-count"]) == (2, "2")
+    assert_links(single, PATH, {"first": {}, "last": {}})
+
+
+@pytest.mark.parametrize("page", ["0", "3", "-1", "abc", "1.5"])
+def test_invalid_page_is_404(clients: Clients, page: str) -> None:
+    make_threads(clients.alice, 12)
+    response = clients.alice.get(PATH, params={"page": page})
+    assert (response.status_code, response.json()) == (404, INVALID_PAGE)
+
+
+def test_page_two_of_an_empty_list_is_404(clients: Clients) -> None:
+    response = clients.alice.get(PATH, params={"page": "2"})
+    assert (response.status_code, response.json()) == (404, INVALID_PAGE)
+
+
+@pytest.mark.parametrize(("page_size", "count"), [("5", 5), ("0", 10), ("-3", 10), ("abc", 10), ("12", 12)])
+def test_page_size(clients: Clients, page_size: str, count: int) -> None:
+    make_threads(clients.alice, 13)
+    response = clients.alice.get(PATH, params={"page_size": page_size})
+    assert (len(response.json()), response.headers["x-result-count"]) == (count, "13")
+
+
+def test_page_size_is_capped_at_300(app: MockApp, clients: Clients) -> None:
+    """301 threads come from the store directly: streaming them would take seconds."""
+    alice = next(u for u in app.store.users if u.username == "alice")
+    for _ in range(301):
+        app.store.create_thread(alice)
+    response = clients.alice.get(PATH, params={"page_size": "1000"})
+    assert (len(response.json()), response.headers["x-result-count"]) == (300, "301")
+    assert_links(response, PATH, {
+        "first": {"page_size": "1000"}, "next": {"page_size": "1000", "page": "2"},
+        "last": {"page_size": "1000", "page": "2"},
+    })
+
+
+def test_count_is_after_filtering_and_filter_errors_come_first(clients: Clients) -> None:
+    archived, *_ = make_threads(clients.alice, 3)
+    archive(clients.alice, archived)
+    response = clients.alice.get(PATH, params={"is_archived": "false"})
+    assert response.headers["x-result-count"] == "2"
+    bad = clients.alice.get(PATH, params={"created": "bad", "page": "99"})
+    assert (bad.status_code, bad.json()) == (400, {"created": ["Enter a valid date."]})
