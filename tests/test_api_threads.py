@@ -41,6 +41,12 @@ def make_threads(client: Client, count: int) -> list[str]:
     return [new_pair(client, f"Thread {index}")[0] for index in range(count)][::-1]
 
 
+def seed_threads(app: MockApp, username: str, count: int) -> list[str]:
+    """Empty threads straight from the store, newest first: pagination needs many, streaming them is slow."""
+    owner = next(u for u in app.store.users if u.username == username)
+    return [app.store.create_thread(owner).uuid for _ in range(count)][::-1]
+
+
 def archive(client: Client, thread: str, action: str = "archive", **kwargs: Any) -> int:
     response = client.post(f"{PATH}{thread}/{action}/", **kwargs)
     assert response.content == b""
@@ -141,8 +147,8 @@ IGNORED_VALUES = ["yes", "1", "0", "TRUE", "maybe"]
 
 
 @pytest.mark.parametrize("value", TRUE_VALUES + FALSE_VALUES + IGNORED_VALUES)
-def test_is_archived_filter(clients: Clients, value: str) -> None:
-    archived, *_ = make_threads(clients.alice, 3)
+def test_is_archived_filter(app: MockApp, clients: Clients, value: str) -> None:
+    archived, *_ = seed_threads(app, "alice", 3)
     archive(clients.alice, archived)
     everything = uuids(threads_of(clients.alice))
     expected = {
@@ -325,23 +331,23 @@ def test_field_restricts_list_and_retrieve(clients: Clients, fields: list[str], 
 
 
 # -- pagination (section 6.1) ----------------------------------------------------------------
-def test_default_page_size_is_10_with_links(clients: Clients) -> None:
-    made = make_threads(clients.alice, 12)
+def test_default_page_size_is_10_with_links(app: MockApp, clients: Clients) -> None:
+    made = seed_threads(app, "alice", 12)
     response = clients.alice.get(PATH)
     assert (uuids(response.json()), response.headers["x-result-count"]) == (made[:10], "12")
     assert_links(response, PATH, {"first": {}, "next": {"page": "2"}, "last": {"page": "2"}})
 
 
 @pytest.mark.parametrize("page", ["2", "last"])
-def test_last_page(clients: Clients, page: str) -> None:
-    made = make_threads(clients.alice, 12)
+def test_last_page(app: MockApp, clients: Clients, page: str) -> None:
+    made = seed_threads(app, "alice", 12)
     response = clients.alice.get(PATH, params={"page": page})
     assert (uuids(response.json()), response.headers["x-result-count"]) == (made[10:], "12")
     assert_links(response, PATH, {"first": {}, "prev": {}, "last": {"page": "2"}})
 
 
-def test_links_keep_other_parameters(clients: Clients) -> None:
-    made = make_threads(clients.alice, 12)
+def test_links_keep_other_parameters(app: MockApp, clients: Clients) -> None:
+    made = seed_threads(app, "alice", 12)
     response = clients.alice.get(PATH, params={"page_size": "4", "page": "2", "is_archived": "false"})
     assert uuids(response.json()) == made[4:8]
     keep = {"page_size": "4", "is_archived": "false"}
@@ -352,19 +358,19 @@ def test_links_keep_other_parameters(clients: Clients) -> None:
     assert_links(third, PATH, {"first": keep, "prev": {**keep, "page": "2"}, "last": {**keep, "page": "3"}})
 
 
-def test_single_and_empty_pages_link_without_page(clients: Clients) -> None:
+def test_single_and_empty_pages_link_without_page(app: MockApp, clients: Clients) -> None:
     empty = clients.alice.get(PATH)
     assert (empty.json(), empty.headers["x-result-count"]) == ([], "0")
     assert_links(empty, PATH, {"first": {}, "last": {}})
-    make_threads(clients.alice, 2)
+    seed_threads(app, "alice", 2)
     single = clients.alice.get(PATH, params={"page": "1"})
     assert (len(single.json()), single.headers["x-result-count"]) == (2, "2")
     assert_links(single, PATH, {"first": {}, "last": {}})
 
 
 @pytest.mark.parametrize("page", ["0", "3", "-1", "abc", "1.5"])
-def test_invalid_page_is_404(clients: Clients, page: str) -> None:
-    make_threads(clients.alice, 12)
+def test_invalid_page_is_404(app: MockApp, clients: Clients, page: str) -> None:
+    seed_threads(app, "alice", 12)
     response = clients.alice.get(PATH, params={"page": page})
     assert (response.status_code, response.json()) == (404, INVALID_PAGE)
 
@@ -375,17 +381,14 @@ def test_page_two_of_an_empty_list_is_404(clients: Clients) -> None:
 
 
 @pytest.mark.parametrize(("page_size", "count"), [("5", 5), ("0", 10), ("-3", 10), ("abc", 10), ("12", 12)])
-def test_page_size(clients: Clients, page_size: str, count: int) -> None:
-    make_threads(clients.alice, 13)
+def test_page_size(app: MockApp, clients: Clients, page_size: str, count: int) -> None:
+    seed_threads(app, "alice", 13)
     response = clients.alice.get(PATH, params={"page_size": page_size})
     assert (len(response.json()), response.headers["x-result-count"]) == (count, "13")
 
 
 def test_page_size_is_capped_at_300(app: MockApp, clients: Clients) -> None:
-    """301 threads come from the store directly: streaming them would take seconds."""
-    alice = next(u for u in app.store.users if u.username == "alice")
-    for _ in range(301):
-        app.store.create_thread(alice)
+    seed_threads(app, "alice", 301)
     response = clients.alice.get(PATH, params={"page_size": "1000"})
     assert (len(response.json()), response.headers["x-result-count"]) == (300, "301")
     assert_links(response, PATH, {
@@ -394,8 +397,8 @@ def test_page_size_is_capped_at_300(app: MockApp, clients: Clients) -> None:
     })
 
 
-def test_count_is_after_filtering_and_filter_errors_come_first(clients: Clients) -> None:
-    archived, *_ = make_threads(clients.alice, 3)
+def test_count_is_after_filtering_and_filter_errors_come_first(app: MockApp, clients: Clients) -> None:
+    archived, *_ = seed_threads(app, "alice", 3)
     archive(clients.alice, archived)
     response = clients.alice.get(PATH, params={"is_archived": "false"})
     assert response.headers["x-result-count"] == "2"

@@ -53,8 +53,10 @@ def body_message(error: SchemaError) -> str:
             return _TYPE_MESSAGES.get(expected, "Invalid value.").format(kind=_kind(value))
         case "maxLength":
             return f"Ensure this field has no more than {error.validator_value} characters."
-        case "minLength" | "pattern":
-            return "This field may not be blank." if isinstance(value, str) and not value.strip() else "Invalid value."
+        case "minLength" | "pattern" if isinstance(value, str) and not value.strip():
+            return "This field may not be blank."
+        case "pattern" if isinstance(value, str) and "\x00" in value:
+            return "Null characters are not allowed."
         case "format" if error.validator_value == "uuid":
             return "Must be a valid UUID."
         case "enum" | "const":

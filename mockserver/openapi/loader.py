@@ -36,7 +36,7 @@ FAST_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 def is_uuid(value: object) -> bool:
     """Waldur accepts UUIDs with or without hyphens (Django's `UUIDField.to_python`)."""
     if not isinstance(value, str):
-        return False
+        return True  # a format constrains strings only; `type` handles the rest
     try:
         uuid.UUID(value)
     except ValueError:
@@ -52,6 +52,8 @@ class Operation:
     lenient_params: frozenset[str] = frozenset()
     body_ignored: bool = False
     streams: bool = False  # answers application/x-ndjson
+    body_media_types: frozenset[str] = frozenset()
+    trimmed_fields: frozenset[str] = frozenset()  # body fields DRF strips before validating
 
 
 @dataclass(frozen=True)
@@ -118,10 +120,19 @@ class SpecIndex:
                     ),
                     body_ignored=bool(spec_op.get("x-waldur-body-ignored")),
                     streams=any(NDJSON in self.resolve(r).get("content", {}) for r in responses),
+                    **self._body_facts(spec_op),
                 )
             routes.append(route)
         # Literal segments win over templated ones (`current/` before `{uuid}/`).
         return sorted(routes, key=lambda r: (r.template.count("{"), r.template))
+
+    def _body_facts(self, spec_op: dict[str, Any]) -> dict[str, frozenset[str]]:
+        content = self.resolve(spec_op.get("requestBody", {})).get("content", {})
+        trimmed: set[str] = set()
+        for media in content.values():
+            properties = self.resolve(media.get("schema", {})).get("properties", {})
+            trimmed |= {name for name, prop in properties.items() if prop.get("x-waldur-trim-whitespace")}
+        return {"body_media_types": frozenset(content), "trimmed_fields": frozenset(trimmed)}
 
     def resolve(self, node: dict[str, Any]) -> dict[str, Any]:
         """Follow a local `$ref` (one level at a time until a concrete node)."""

@@ -16,6 +16,7 @@ import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import parse_qsl
 
 from jsonschema.exceptions import ValidationError as SchemaError
 from jsonschema.protocols import Validator
@@ -37,6 +38,7 @@ from mockserver.openapi.drf_errors import body_errors, query_message
 from mockserver.openapi.loader import NDJSON, Operation, SpecIndex
 
 log = logging.getLogger("mockserver.validation")
+FORM = "application/x-www-form-urlencoded"
 # Set in the ASGI scope state by whoever injects a wire fault on purpose: from then on the
 # response is known to break the spec, and is not reported as a violation.
 WIRE_FAULT_FLAG = "wire_fault_injected"
@@ -146,11 +148,11 @@ class RequestValidator:
     def check(self, scope: Scope, operation: Operation, path_params: dict[str, str], body: bytes) -> RequestCheck:
         check = RequestCheck(operation, path_params)
         request = _CoreRequest(scope, operation, path_params, b"" if operation.body_ignored else body)
-        if request.body is not None and "json" in request.content_type:
+        if request.body is not None:
             try:
-                check.body = json.loads(body)
-            except ValueError as exc:
-                check.error = ParseError(f"JSON parse error - {exc}")
+                self._parse_body(request, operation, check)
+            except ParseError as exc:
+                check.error = exc
                 return check
         field_errors: dict[str, list[str]] = {}
         for error in self.spec.openapi.iter_request_errors(request):
@@ -158,6 +160,28 @@ class RequestValidator:
         if check.error is None and field_errors:
             check.error = ValidationFailed(field_errors)
         return check
+
+    @staticmethod
+    def _parse_body(request: _CoreRequest, operation: Operation, check: RequestCheck) -> None:
+        """Parse JSON (or a form the operation accepts) as DRF does, strip trimmed fields, and
+        hand openapi-core the normalised JSON so it validates what the view will see."""
+        media = request.content_type.split(";")[0].strip().lower()
+        raw = request.body or b""
+        if media == FORM and FORM in operation.body_media_types:
+            check.body = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+        elif "json" in media:
+            try:
+                check.body = json.loads(raw)
+            except ValueError as exc:
+                raise ParseError(f"JSON parse error - {exc}") from None
+        else:
+            return  # openapi-core answers for media types the operation does not take
+        if isinstance(check.body, dict):
+            for name in operation.trimmed_fields & check.body.keys():
+                if isinstance(check.body[name], str):
+                    check.body[name] = check.body[name].strip()
+        request.body = json.dumps(check.body).encode()
+        request.content_type = "application/json"
 
     def _absorb(self, error: Exception, request: _CoreRequest, check: RequestCheck, out: dict[str, list[str]]) -> None:
         if isinstance(error, ParameterValidationError):
