@@ -91,8 +91,7 @@ def links(response: httpx.Response) -> list[tuple[str, str, str, list[tuple[str,
 def assert_links(response: httpx.Response, path: str, expected: dict[str, dict[str, str]]) -> None:
     """`expected` maps rel -> the query of its URL; rels must appear in first/prev/next/last order."""
     want = [
-        (rel, BASE, path, sorted(expected[rel].items()))
-        for rel in ("first", "prev", "next", "last") if rel in expected
+        (rel, BASE, path, sorted(expected[rel].items())) for rel in ("first", "prev", "next", "last") if rel in expected
     ]
     assert links(response) == want
 
@@ -102,6 +101,31 @@ def assert_unauthorized(response: httpx.Response, body: dict[str, str] = NO_CRED
     assert response.status_code == 401, response.text
     assert response.json() == body
     assert response.headers.get("www-authenticate") == "Token"
+
+
+UUID_SPELLINGS = ["unknown", "malformed", "hyphenated", "upper-hyphenated"]
+
+
+def assert_detail_by_spelling(client: Client, collection: str, real: str, spelling: str) -> None:
+    """Hyphens (any case) are accepted and answered as hex; unknown or malformed UUIDs are 404, never 400."""
+    path_uuid = {
+        "unknown": random_uuid(),
+        "malformed": "not-a-uuid",
+        "hyphenated": hyphenated(real),
+        "upper-hyphenated": hyphenated(real).upper(),
+    }[spelling]
+    response = client.get(f"{collection}{path_uuid}/")
+    if spelling in ("unknown", "malformed"):
+        assert (response.status_code, list(response.json())) == (404, ["detail"])
+    else:
+        assert (response.status_code, response.json()["uuid"]) == (200, real)
+
+
+def assert_field_restriction(client: Client, collection: str, real: str, fields: list[str], expected: set[str]) -> None:
+    """`field` applies to the list and the detail route alike (section 6.2)."""
+    listed = client.get(collection, params={"field": fields}).json()
+    retrieved = client.get(f"{collection}{real}/", params={"field": fields}).json()
+    assert set(listed[0]) == set(retrieved) == expected
 
 
 def not_allowed(method: str) -> dict[str, str]:
@@ -151,9 +175,7 @@ def test_query_parameter_token_streams(clients: Clients) -> None:
 
 
 def test_bad_query_token_is_401(clients: Clients) -> None:
-    assert_unauthorized(
-        clients.anonymous.get("/api/chat-threads/", params={"x-auth-token": "nope"}), INVALID_TOKEN
-    )
+    assert_unauthorized(clients.anonymous.get("/api/chat-threads/", params={"x-auth-token": "nope"}), INVALID_TOKEN)
 
 
 # -- refused methods (section 1) ------------------------------------------------------------
@@ -202,8 +224,13 @@ def test_removed_edit_route_is_not_served(clients: Clients) -> None:
 
 
 HEAD_PATHS = [
-    "/api/chat-sessions/", "/api/chat-sessions/current/", f"/api/chat-sessions/{SOME}/",
-    "/api/chat-threads/", f"/api/chat-threads/{SOME}/", "/api/chat-messages/", "/api/chat/stream/",
+    "/api/chat-sessions/",
+    "/api/chat-sessions/current/",
+    f"/api/chat-sessions/{SOME}/",
+    "/api/chat-threads/",
+    f"/api/chat-threads/{SOME}/",
+    "/api/chat-messages/",
+    "/api/chat/stream/",
 ]
 
 
@@ -234,8 +261,12 @@ def test_options_without_credentials_is_401(clients: Clients) -> None:
 # -- trailing slashes (section 1) -----------------------------------------------------------
 @pytest.mark.parametrize(
     ("method", "path"),
-    [("GET", "/api/chat-threads"), ("GET", "/api/chat-sessions/current"), ("GET", "/api/chat-messages"),
-     ("POST", "/api/chat/stream")],
+    [
+        ("GET", "/api/chat-threads"),
+        ("GET", "/api/chat-sessions/current"),
+        ("GET", "/api/chat-messages"),
+        ("POST", "/api/chat/stream"),
+    ],
 )
 def test_path_without_trailing_slash_is_not_served(clients: Clients, method: str, path: str) -> None:
     """Trailing slashes are required: the route is not answered without one (at most redirected)."""
@@ -253,8 +284,11 @@ def test_output_uuids_and_datetimes_have_waldur_format(clients: Clients) -> None
     session = clients.alice.get("/api/chat-sessions/current/").json()
     thread = clients.alice.get("/api/chat-threads/").json()[0]
     messages = clients.alice.get("/api/chat-messages/").json()
-    for obj, uuid_keys in [(session, ["uuid", "user"]), (thread, ["uuid", "chat_session"]),
-                           *[(m, ["uuid", "thread"]) for m in messages]]:
+    for obj, uuid_keys in [
+        (session, ["uuid", "user"]),
+        (thread, ["uuid", "chat_session"]),
+        *[(m, ["uuid", "thread"]) for m in messages],
+    ]:
         for key in uuid_keys:
             assert HEX32.match(obj[key]), (key, obj[key])
         for key in ("created", "modified"):
@@ -267,11 +301,15 @@ HOMEPORT_HEADERS = ["Authorization", "Content-Type", "Accept-Language", "X-IMPER
 
 
 def preflight(client: Client, origin: str, method: str, path: str = "/api/chat/stream/") -> httpx.Response:
-    return client.request("OPTIONS", path, headers={
-        "Origin": origin,
-        "Access-Control-Request-Method": method,
-        "Access-Control-Request-Headers": ", ".join(h.lower() for h in HOMEPORT_HEADERS),
-    })
+    return client.request(
+        "OPTIONS",
+        path,
+        headers={
+            "Origin": origin,
+            "Access-Control-Request-Method": method,
+            "Access-Control-Request-Headers": ", ".join(h.lower() for h in HOMEPORT_HEADERS),
+        },
+    )
 
 
 def header_set(response: httpx.Response, name: str) -> set[str]:
@@ -322,8 +360,12 @@ def test_configuration_enables_the_assistant_without_auth(clients: Clients) -> N
 
 @pytest.mark.parametrize(
     ("name", "full_name", "is_staff", "is_support"),
-    [("alice", "Alice Smith", False, False), ("bob", "Bob Jones", False, False),
-     ("staff", "Sam Staff", True, False), ("support", "Sue Support", False, True)],
+    [
+        ("alice", "Alice Smith", False, False),
+        ("bob", "Bob Jones", False, False),
+        ("staff", "Sam Staff", True, False),
+        ("support", "Sue Support", False, True),
+    ],
 )
 def test_users_me_describes_the_caller(
     clients: Clients, name: str, full_name: str, is_staff: bool, is_support: bool
@@ -331,8 +373,18 @@ def test_users_me_describes_the_caller(
     response = user_of(clients, name).get("/api/users/me/")
     assert response.status_code == 200
     me = response.json()
-    assert {"url", "uuid", "username", "full_name", "email", "is_staff", "is_support", "is_active",
-            "token_expires_at", "permissions"} <= set(me)
+    assert {
+        "url",
+        "uuid",
+        "username",
+        "full_name",
+        "email",
+        "is_staff",
+        "is_support",
+        "is_active",
+        "token_expires_at",
+        "permissions",
+    } <= set(me)
     assert (me["uuid"], me["username"], me["full_name"]) == (USER_UUIDS[name], name, full_name)
     assert (me["is_staff"], me["is_support"], me["is_active"], me["permissions"]) == (is_staff, is_support, True, [])
     assert me["email"] == f"{name}@example.com"
@@ -353,8 +405,12 @@ def test_password_login_returns_a_working_token(clients: Clients) -> None:
 
 @pytest.mark.parametrize(
     "body",
-    [{"username": "alice", "password": "wrong"}, {"username": "nobody", "password": "alice"},
-     {"username": "alice"}, {}],
+    [
+        {"username": "alice", "password": "wrong"},
+        {"username": "nobody", "password": "alice"},
+        {"username": "alice"},
+        {},
+    ],
     ids=["wrong-password", "unknown-user", "no-password", "empty"],
 )
 def test_bad_login_is_401(clients: Clients, body: dict[str, str]) -> None:
@@ -372,8 +428,14 @@ def test_identity_provider_probe_is_404(clients: Clients) -> None:
 
 
 @pytest.mark.parametrize(
-    "path", ["/api/roles/", "/api/marketplace-categories/", "/api/marketplace-category-groups/",
-             "/api/external-links/", "/api/admin-announcements/"],
+    "path",
+    [
+        "/api/roles/",
+        "/api/marketplace-categories/",
+        "/api/marketplace-category-groups/",
+        "/api/external-links/",
+        "/api/admin-announcements/",
+    ],
 )
 def test_other_api_routes_answer_an_empty_list(clients: Clients, path: str) -> None:
     """Homeport's boot calls get `200 []` with `X-Result-Count: 0`."""
@@ -392,8 +454,13 @@ def test_chat_routes_keep_working_when_chat_is_disabled(clients: Clients) -> Non
     """Only the stream is gated by the feature flag in the 8.0.5 era (section 5.3)."""
     thread = clients.alice.stream(input="Hi").thread_uuid
     configure(clients, chat_enabled=False)
-    for path in ("/api/chat-sessions/", "/api/chat-sessions/current/", "/api/chat-threads/",
-                 f"/api/chat-threads/{thread}/", "/api/chat-messages/"):
+    for path in (
+        "/api/chat-sessions/",
+        "/api/chat-sessions/current/",
+        "/api/chat-threads/",
+        f"/api/chat-threads/{thread}/",
+        "/api/chat-messages/",
+    ):
         assert clients.alice.get(path).status_code == 200, path
     assert clients.alice.post(f"/api/chat-threads/{thread}/archive/").status_code == 204
 
@@ -444,27 +511,49 @@ def test_config_patch_returns_and_keeps_the_whole_configuration(clients: Clients
 @pytest.mark.parametrize(
     ("patches", "expected"),
     [
-        ([{"system_token_limits": {"daily_limit": 10}}],
-         {"system_token_limits": {"daily_limit": 10, "weekly_limit": -1, "monthly_limit": -1}}),
-        ([{"token_limits": {"alice": {"daily_limit": 100}}}, {"token_limits": {"bob": {"weekly_limit": 5}}}],
-         {"token_limits": {"alice": {"daily_limit": 100, "weekly_limit": None, "monthly_limit": None},
-                           "bob": {"daily_limit": None, "weekly_limit": 5, "monthly_limit": None}}}),
-        ([{"token_limits": {"alice": {"daily_limit": 100}}}, {"token_limits": {"alice": {"weekly_limit": 200}}}],
-         {"token_limits": {"alice": {"daily_limit": 100, "weekly_limit": 200, "monthly_limit": None}}}),
-        ([{"token_usage": {"alice": {"daily": 5}}}, {"token_usage": {"alice": {"weekly": 7}}}],
-         {"token_usage": {"alice": {"daily": 5, "weekly": 7, "monthly": 0}}}),
-        ([{"token_limits": {"alice": {"daily_limit": 1}, "bob": {"daily_limit": 2}}},
-          {"token_limits": {"alice": None}}],
-         {"token_limits": {"bob": {"daily_limit": 2, "weekly_limit": None, "monthly_limit": None}}}),
-        ([{"token_usage": {"alice": {"daily": 1, "weekly": 1, "monthly": 1}}}, {"token_usage": {"alice": None}}],
-         {"token_usage": {}}),
+        (
+            [{"system_token_limits": {"daily_limit": 10}}],
+            {"system_token_limits": {"daily_limit": 10, "weekly_limit": -1, "monthly_limit": -1}},
+        ),
+        (
+            [{"token_limits": {"alice": {"daily_limit": 100}}}, {"token_limits": {"bob": {"weekly_limit": 5}}}],
+            {
+                "token_limits": {
+                    "alice": {"daily_limit": 100, "weekly_limit": None, "monthly_limit": None},
+                    "bob": {"daily_limit": None, "weekly_limit": 5, "monthly_limit": None},
+                }
+            },
+        ),
+        (
+            [{"token_limits": {"alice": {"daily_limit": 100}}}, {"token_limits": {"alice": {"weekly_limit": 200}}}],
+            {"token_limits": {"alice": {"daily_limit": 100, "weekly_limit": 200, "monthly_limit": None}}},
+        ),
+        (
+            [{"token_usage": {"alice": {"daily": 5}}}, {"token_usage": {"alice": {"weekly": 7}}}],
+            {"token_usage": {"alice": {"daily": 5, "weekly": 7, "monthly": 0}}},
+        ),
+        (
+            [
+                {"token_limits": {"alice": {"daily_limit": 1}, "bob": {"daily_limit": 2}}},
+                {"token_limits": {"alice": None}},
+            ],
+            {"token_limits": {"bob": {"daily_limit": 2, "weekly_limit": None, "monthly_limit": None}}},
+        ),
+        (
+            [{"token_usage": {"alice": {"daily": 1, "weekly": 1, "monthly": 1}}}, {"token_usage": {"alice": None}}],
+            {"token_usage": {}},
+        ),
     ],
-    ids=["system-key-by-key", "users-merged", "user-entry-key-by-key", "usage-key-by-key",
-         "null-removes-limits", "null-removes-usage"],
+    ids=[
+        "system-key-by-key",
+        "users-merged",
+        "user-entry-key-by-key",
+        "usage-key-by-key",
+        "null-removes-limits",
+        "null-removes-usage",
+    ],
 )
-def test_config_patch_merge_rules(
-    clients: Clients, patches: list[dict[str, Any]], expected: dict[str, Any]
-) -> None:
+def test_config_patch_merge_rules(clients: Clients, patches: list[dict[str, Any]], expected: dict[str, Any]) -> None:
     """JSON Merge Patch semantics as documented on PATCH /__mock__/config."""
     for patch in patches:
         config = configure(clients, **patch)
@@ -474,7 +563,7 @@ def test_config_patch_merge_rules(
 @pytest.mark.parametrize(
     ("patch", "fields"),
     [
-        ({"speed": 3}, {"speed"}),
+        ({"warp_factor": 3}, {"warp_factor"}),
         ({"chat_enabled": "no"}, {"chat_enabled"}),
         ({"upstream_url_configured": 1}, {"upstream_url_configured"}),
         ({"upstream_token_configured": None}, {"upstream_token_configured"}),
@@ -486,8 +575,8 @@ def test_config_patch_merge_rules(
         ({"token_limits": ["alice"]}, {"token_limits"}),
         ({"token_usage": {"alice": {"daily": -1}}}, {"token_usage"}),
         ({"token_usage": {"alice": {"yearly": 1}}}, {"token_usage"}),
-        ({"chat_enabled": False, "speed": 1}, {"speed"}),
-        ({"chat_enabled": "x", "speed": 1}, {"chat_enabled", "speed"}),
+        ({"chat_enabled": False, "warp_factor": 1}, {"warp_factor"}),
+        ({"chat_enabled": "x", "warp_factor": 1}, {"chat_enabled", "warp_factor"}),
     ],
 )
 def test_config_patch_rejects_bad_values_per_field_and_changes_nothing(
@@ -546,8 +635,7 @@ def test_journal_records_requests_newest_last(clients: Clients) -> None:
     ]
     assert [e["seq"] for e in entries] == sorted(e["seq"] for e in entries)
     assert len({e["seq"] for e in entries}) == 4
-    assert all(DATETIME.match(e["time"]) and e["duration_ms"] is not None and e["duration_ms"] >= 0
-               for e in entries)
+    assert all(DATETIME.match(e["time"]) and e["duration_ms"] is not None and e["duration_ms"] >= 0 for e in entries)
 
 
 def test_journal_limit_returns_newest_entries_oldest_first(clients: Clients) -> None:
@@ -590,4 +678,4 @@ def test_journal_is_bounded(small_journal_clients: Clients) -> None:
         clients.alice.get(f"/api/roles-{index}/")
     answer = journal(clients)
     assert [e["path"] for e in answer["requests"]] == ["/api/roles-2/", "/api/roles-3/", "/api/roles-4/"]
-    assert answer["limit"] == 3
+    assert answer["count"] == 3

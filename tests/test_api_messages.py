@@ -11,16 +11,27 @@ from typing import Any
 import pytest
 
 from tests.support import Clients
-from tests.test_api_http import HEX32, hyphenated, random_uuid, shared_app, user_of  # noqa: F401
+from tests.test_api_http import (
+    HEX32,
+    hyphenated,
+    random_uuid,
+    shared_app,  # noqa: F401 - overrides conftest's `app` fixture
+    user_of,
+)
 from tests.test_api_stream import MEDIUM, messages_of, new_pair
 
 BASE_FIELDS = {"uuid", "thread", "role", "content", "sequence_index", "replaces", "created"}
 INJECTION_FIELDS = {"is_flagged", "injection_score", "injection_severity", "injection_categories"}
 
 
-@pytest.mark.parametrize(("viewer", "fields"), [
-    ("alice", BASE_FIELDS), ("staff", BASE_FIELDS | INJECTION_FIELDS), ("support", BASE_FIELDS | INJECTION_FIELDS),
-])
+@pytest.mark.parametrize(
+    ("viewer", "fields"),
+    [
+        ("alice", BASE_FIELDS),
+        ("staff", BASE_FIELDS | INJECTION_FIELDS),
+        ("support", BASE_FIELDS | INJECTION_FIELDS),
+    ],
+)
 def test_injection_fields_are_shown_to_staff_and_support_only(clients: Clients, viewer: str, fields: set[str]) -> None:
     """The owner sees seven keys; staff and support also see the four injection keys."""
     new_pair(clients.alice, MEDIUM)
@@ -100,8 +111,16 @@ def test_alice_never_sees_bobs_messages(clients: Clients) -> None:
 
 @pytest.mark.parametrize(
     ("value", "with_history"),
-    [(None, False), ("false", False), ("False", False), ("3", False),
-     ("true", True), ("True", True), ("2", True), ("foo", True)],
+    [
+        (None, False),
+        ("false", False),
+        ("False", False),
+        ("3", False),
+        ("true", True),
+        ("True", True),
+        ("2", True),
+        ("foo", True),
+    ],
 )
 def test_include_history(clients: Clients, value: str | None, with_history: bool) -> None:
     """Absent/false: active rows; true: originals too; an unrecognised value also returns everything (quirk)."""
@@ -124,10 +143,17 @@ def test_message_fields_hold_waldur_values(clients: Clients) -> None:
     assert "Grüße".encode() in response.content
     user, assistant = response.json()
     assert (user["uuid"], user["thread"], user["role"], user["content"], user["sequence_index"], user["replaces"]) == (
-        final["user_message_uuid"], thread, "user", "Grüße", 1, None
+        final["user_message_uuid"],
+        thread,
+        "user",
+        "Grüße",
+        1,
+        None,
     )
     assert (assistant["uuid"], assistant["role"], assistant["sequence_index"]) == (
-        final["assistant_message_uuid"], "assistant", 2
+        final["assistant_message_uuid"],
+        "assistant",
+        2,
     )
     assert assistant["created"] >= user["created"]
     assert all(HEX32.match(m["uuid"]) for m in (user, assistant))

@@ -11,13 +11,14 @@ import httpx
 import pytest
 
 from tests.support import Client, Clients
-from tests.test_api_http import (  # noqa: F401 - shared_app overrides conftest's `app`
+from tests.test_api_http import (
     DATETIME,
     USER_UUIDS,
+    UUID_SPELLINGS,
+    assert_detail_by_spelling,
+    assert_field_restriction,
     assert_links,
-    hyphenated,
-    random_uuid,
-    shared_app,
+    shared_app,  # noqa: F401 - overrides conftest's `app` fixture
     user_of,
 )
 from tests.test_api_stream import new_pair
@@ -45,7 +46,9 @@ def test_current_is_the_callers_own_session(clients: Clients, name: str) -> None
     session = response.json()
     assert set(session) == SESSION_FIELDS
     assert (session["user"], session["user_username"], session["user_full_name"]) == (
-        USER_UUIDS[name], name, FULL_NAMES[name]
+        USER_UUIDS[name],
+        name,
+        FULL_NAMES[name],
     )
     assert DATETIME.match(session["created"]) and DATETIME.match(session["modified"])
 
@@ -72,8 +75,10 @@ def test_the_first_stream_creates_the_session_current_returns(clients: Clients) 
     assert [s["uuid"] for s in sessions_of(clients.alice)] == [session["uuid"]]
 
 
-@pytest.mark.parametrize(("viewer", "sees"), [("alice", ["alice"]), ("bob", ["bob"]),
-                                              ("staff", ["bob", "alice"]), ("support", ["bob", "alice"])])
+@pytest.mark.parametrize(
+    ("viewer", "sees"),
+    [("alice", ["alice"]), ("bob", ["bob"]), ("staff", ["bob", "alice"]), ("support", ["bob", "alice"])],
+)
 def test_list_visibility_newest_first(clients: Clients, viewer: str, sees: list[str]) -> None:
     """Users see their own session; staff and support see all, ordered `-created`. Listing creates none."""
     made = {name: current(user_of(clients, name)).json() for name in ("alice", "bob")}
@@ -89,30 +94,25 @@ def test_retrieve_visibility(clients: Clients, viewer: str, status: int) -> None
         assert response.json() == session
 
 
-@pytest.mark.parametrize("spelling", ["unknown", "malformed", "hyphenated", "upper-hyphenated"])
+@pytest.mark.parametrize("spelling", UUID_SPELLINGS)
 def test_retrieve_uuid_spellings(clients: Clients, spelling: str) -> None:
-    session = current(clients.alice).json()["uuid"]
-    path_uuid = {"unknown": random_uuid(), "malformed": "xyz", "hyphenated": hyphenated(session),
-                 "upper-hyphenated": hyphenated(session).upper()}[spelling]
-    response = clients.alice.get(f"{PATH}{path_uuid}/")
-    if spelling in ("unknown", "malformed"):
-        assert response.status_code == 404
-        assert list(response.json()) == ["detail"]
-    else:
-        assert (response.status_code, response.json()["uuid"]) == (200, session)
+    assert_detail_by_spelling(clients.alice, PATH, current(clients.alice).json()["uuid"], spelling)
 
 
 @pytest.mark.parametrize(
     ("fields", "expected"),
-    [(["uuid", "user"], {"uuid", "user"}), (["user_full_name", "bogus"], {"user_full_name"}),
-     (["bogus"], SESSION_FIELDS), ([], SESSION_FIELDS)],
+    [
+        (["uuid", "user"], {"uuid", "user"}),
+        (["user_full_name", "bogus"], {"user_full_name"}),
+        (["bogus"], SESSION_FIELDS),
+        ([], SESSION_FIELDS),
+    ],
 )
 def test_field_restricts_list_and_retrieve(clients: Clients, fields: list[str], expected: set[str]) -> None:
     session = current(clients.alice).json()
-    listed = sessions_of(clients.alice, field=fields)
-    retrieved = clients.alice.get(f"{PATH}{session['uuid']}/", params={"field": fields}).json()
-    assert set(listed[0]) == set(retrieved) == expected
-    assert {k: session[k] for k in expected} == retrieved
+    assert_field_restriction(clients.alice, PATH, session["uuid"], fields, expected)
+    restricted = clients.alice.get(f"{PATH}{session['uuid']}/", params={"field": fields}).json()
+    assert {k: session[k] for k in expected} == restricted
 
 
 def test_sessions_are_paginated(clients: Clients) -> None:
@@ -121,12 +121,19 @@ def test_sessions_are_paginated(clients: Clients) -> None:
     response = clients.staff.get(PATH, params={"page_size": "1", "page": "2"})
     assert ([s["uuid"] for s in response.json()], response.headers["x-result-count"]) == ([made[1]], "3")
     size = {"page_size": "1"}
-    assert_links(response, PATH, {
-        "first": size, "prev": size, "next": {**size, "page": "3"}, "last": {**size, "page": "3"},
-    })
-    empty = clients.alice.get(PATH)
-    assert (empty.json(), empty.headers["x-result-count"]) == ([], "0")
-    assert_links(empty, PATH, {"first": {}, "last": {}})
+    assert_links(
+        response,
+        PATH,
+        {
+            "first": size,
+            "prev": size,
+            "next": {**size, "page": "3"},
+            "last": {**size, "page": "3"},
+        },
+    )
+    single = clients.alice.get(PATH)
+    assert ([s["uuid"] for s in single.json()], single.headers["x-result-count"]) == ([made[2]], "1")
+    assert_links(single, PATH, {"first": {}, "last": {}})
 
 
 @pytest.mark.parametrize("page", ["4", "0", "abc"])

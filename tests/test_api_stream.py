@@ -16,7 +16,7 @@ import pytest
 
 from mockserver.app import MockApp
 from tests.support import Client, Clients
-from tests.test_api_http import (  # noqa: F401 - shared_app overrides conftest's `app`
+from tests.test_api_http import (
     DEFAULT_LIMITS,
     HEX32,
     INVALID_TOKEN,
@@ -24,7 +24,7 @@ from tests.test_api_http import (  # noqa: F401 - shared_app overrides conftest'
     configure,
     hyphenated,
     random_uuid,
-    shared_app,
+    shared_app,  # noqa: F401 - overrides conftest's `app` fixture
     user_of,
 )
 
@@ -38,7 +38,10 @@ VARIED_INPUTS = ["Hi", "Show my resources", "Give me a python example", "Draw a 
 
 # Key order of content records: `k` first, then the component's fields in schema order (section 2.4).
 CONTENT_KEYS = {
-    "markdown": ["k", "c"], "load": ["k", "t"], "code": ["k", "c", "t"], "mermaid": ["k", "c"],
+    "markdown": ["k", "c"],
+    "load": ["k", "t"],
+    "code": ["k", "c", "t"],
+    "mermaid": ["k", "c"],
     "table": ["k", "h", "r", "n"],
 }
 BOTH_UUIDS = ("user_message_uuid", "assistant_message_uuid")
@@ -103,22 +106,28 @@ def assert_stream_grammar(response: httpx.Response, final_keys: tuple[str, ...])
 
 
 def assert_content_records(content: list[dict[str, Any]]) -> None:
-    """No `m` inside; known shapes; at most one `e`, last; markdown shorter than 50 only before `load` or at the end."""
+    """Shapes and order of the records between the two `m` records (sections 2.4, 2.5, 2.7).
+
+    No `m` inside; known shapes with `k` first; at most one `e`, last; a markdown record is
+    shorter than 50 characters only when it is the last record or comes just before a `load`
+    (text still buffered when the upstream fails is not flushed); `load` is followed by its
+    block, by `e`, or by nothing (an unclosed fence at the end).
+    """
     for index, record in enumerate(content):
+        following = content[index + 1] if index + 1 < len(content) else None
         assert "m" not in record, record
         if "k" in record:
             assert list(record) == CONTENT_KEYS[record["k"]], record
         else:
             assert list(record) in (["c"], ["e"]), record
         if "e" in record:
-            assert index == len(content) - 1
+            assert following is None
         if record.get("k") == "markdown" and len(record["c"]) < 50:
-            following = content[index + 1] if index + 1 < len(content) else None
-            assert following is None or following.get("k") == "load" or "e" in following, content
+            assert following is None or following.get("k") == "load", content
         if record.get("k") == "load":
             assert record["t"] in ("code", "mermaid")
-            closing = content[index + 1] if index + 1 < len(content) else None
-            assert closing is None or closing.get("k") == ("mermaid" if record["t"] == "mermaid" else "code")
+            block = "mermaid" if record["t"] == "mermaid" else "code"
+            assert following is None or following.get("k") == block or "e" in following, content
 
 
 def assert_assistant_matches_stream(stored: dict[str, Any], content: list[dict[str, Any]]) -> None:
@@ -169,18 +178,41 @@ CHECK_ORDER = [
     ("no-url-no-token", {**NO_URL, **NO_TOKEN}, "alice", HI, 409, URL_MISSING),
     ("no-token-over-quota", {**NO_TOKEN, **ALICE_AT_DAILY}, "alice", HI, 409, TOKEN_MISSING),
     ("bad-body-over-quota", ALICE_AT_DAILY, "alice", {}, 400, {"input": ["This field is required."]}),
-    ("cross-field-over-quota", ALICE_AT_DAILY, "alice", {"input": "Hi", "mode": "reload"}, 400,
-     {"mode": ["mode requires thread_uuid to be provided."]}),
-    ("over-quota-unknown-thread", ALICE_AT_DAILY, "alice", {"input": "Hi", "thread_uuid": SOME_THREAD}, 409,
-     DAILY_EXCEEDED),
-    ("over-quota-title", ALICE_AT_DAILY, "alice", {"input": "Hi", "update_thread_name": SOME_THREAD}, 409,
-     DAILY_EXCEEDED),
+    (
+        "cross-field-over-quota",
+        ALICE_AT_DAILY,
+        "alice",
+        {"input": "Hi", "mode": "reload"},
+        400,
+        {"mode": ["mode requires thread_uuid to be provided."]},
+    ),
+    (
+        "over-quota-unknown-thread",
+        ALICE_AT_DAILY,
+        "alice",
+        {"input": "Hi", "thread_uuid": SOME_THREAD},
+        409,
+        DAILY_EXCEEDED,
+    ),
+    (
+        "over-quota-title",
+        ALICE_AT_DAILY,
+        "alice",
+        {"input": "Hi", "update_thread_name": SOME_THREAD},
+        409,
+        DAILY_EXCEEDED,
+    ),
     ("over-quota-injection", ALICE_AT_DAILY, "alice", {"input": INJECTION}, 409, DAILY_EXCEEDED),
     ("over-quota-edit", ALICE_AT_DAILY, "alice", EDIT_UNKNOWN, 409, DAILY_EXCEEDED),
     ("unknown-thread-before-message", {}, "alice", EDIT_UNKNOWN, 404, THREAD_NOT_FOUND),
-    ("system-limit-reached-by-bob", {"token_usage": {"bob": {"daily": 10**6}},
-                                          "system_token_limits": {**DEFAULT_LIMITS, "daily_limit": 10}},
-     "bob", {"input": "Hi", "thread_uuid": SOME_THREAD}, 409, DAILY_EXCEEDED),
+    (
+        "system-limit-reached-by-bob",
+        {"token_usage": {"bob": {"daily": 10**6}}, "system_token_limits": {**DEFAULT_LIMITS, "daily_limit": 10}},
+        "bob",
+        {"input": "Hi", "thread_uuid": SOME_THREAD},
+        409,
+        DAILY_EXCEEDED,
+    ),
 ]
 
 
@@ -188,20 +220,18 @@ def caller(clients: Clients, name: str) -> Client:
     return clients.with_token("no-such-token") if name == "bad-token" else user_of(clients, name)
 
 
-@pytest.mark.parametrize(
-    ("patch", "who", "body", "status", "expected"), [c[1:] for c in CHECK_ORDER], ids=[c[0] for c in CHECK_ORDER]
-)
+@pytest.mark.parametrize("case", CHECK_ORDER, ids=[c[0] for c in CHECK_ORDER])
 def test_checks_run_in_waldur_order(
-    clients: Clients, patch: dict[str, Any], who: str, body: dict[str, Any], status: int, expected: Any
+    clients: Clients, case: tuple[str, dict[str, Any], str, dict[str, Any], int, Any]
 ) -> None:
     """The first failing check of section 2.2 answers, and a refused call stores nothing."""
+    _, patch, who, body, status, expected = case
     if patch:
         configure(clients, **patch)
     response = caller(clients, who).post("/api/chat/stream/", json=body)
     assert (response.status_code, response.json()) == (status, expected)
     if status == 401:
         assert response.headers.get("www-authenticate") == "Token"
-    assert messages_of(clients.staff) == []
     assert threads_of(clients.staff) == []
 
 
@@ -214,20 +244,41 @@ BAD_BODIES = [
     ("too-long", {"input": "x" * 50001}, {"input": ["Ensure this field has no more than 50000 characters."]}),
     ("bad-mode", {"input": "Hi", "mode": "x"}, {"mode": ['"x" is not a valid choice.']}),
     ("bad-thread", {"input": "Hi", "thread_uuid": "nope"}, {"thread_uuid": ["Must be a valid UUID."]}),
-    ("bad-title-thread", {"input": "Hi", "update_thread_name": "nope"},
-     {"update_thread_name": ["Must be a valid UUID."]}),
-    ("bad-edit-message", {"input": "Hi", "thread_uuid": SOME_THREAD, "mode": "edit", "edit_message_uuid": "1"},
-     {"edit_message_uuid": ["Must be a valid UUID."]}),
-    ("reload-without-thread", {"input": "Hi", "mode": "reload"}, {"mode": ["mode requires thread_uuid to be provided."]}),
-    ("edit-without-thread", {"input": "Hi", "mode": "edit", "edit_message_uuid": SOME_MESSAGE},
-     {"mode": ["mode requires thread_uuid to be provided."]}),
-    ("edit-without-message", {"input": "Hi", "thread_uuid": SOME_THREAD, "mode": "edit"},
-     {"edit_message_uuid": ["edit_message_uuid is required when mode='edit'."]}),
-    ("message-without-mode", {"input": "Hi", "thread_uuid": SOME_THREAD, "edit_message_uuid": SOME_MESSAGE},
-     {"edit_message_uuid": ["edit_message_uuid is only valid with mode='edit'."]}),
-    ("message-with-reload", {"input": "Hi", "thread_uuid": SOME_THREAD, "mode": "reload",
-                             "edit_message_uuid": SOME_MESSAGE},
-     {"edit_message_uuid": ["edit_message_uuid is only valid with mode='edit'."]}),
+    (
+        "bad-title-thread",
+        {"input": "Hi", "update_thread_name": "nope"},
+        {"update_thread_name": ["Must be a valid UUID."]},
+    ),
+    (
+        "bad-edit-message",
+        {"input": "Hi", "thread_uuid": SOME_THREAD, "mode": "edit", "edit_message_uuid": "1"},
+        {"edit_message_uuid": ["Must be a valid UUID."]},
+    ),
+    (
+        "reload-without-thread",
+        {"input": "Hi", "mode": "reload"},
+        {"mode": ["mode requires thread_uuid to be provided."]},
+    ),
+    (
+        "edit-without-thread",
+        {"input": "Hi", "mode": "edit", "edit_message_uuid": SOME_MESSAGE},
+        {"mode": ["mode requires thread_uuid to be provided."]},
+    ),
+    (
+        "edit-without-message",
+        {"input": "Hi", "thread_uuid": SOME_THREAD, "mode": "edit"},
+        {"edit_message_uuid": ["edit_message_uuid is required when mode='edit'."]},
+    ),
+    (
+        "message-without-mode",
+        {"input": "Hi", "thread_uuid": SOME_THREAD, "edit_message_uuid": SOME_MESSAGE},
+        {"edit_message_uuid": ["edit_message_uuid is only valid with mode='edit'."]},
+    ),
+    (
+        "message-with-reload",
+        {"input": "Hi", "thread_uuid": SOME_THREAD, "mode": "reload", "edit_message_uuid": SOME_MESSAGE},
+        {"edit_message_uuid": ["edit_message_uuid is only valid with mode='edit'."]},
+    ),
 ]
 
 
@@ -245,7 +296,11 @@ def test_malformed_json_is_400_parse_error(clients: Clients) -> None:
     assert response.json()["detail"].startswith("JSON parse error")
 
 
-@pytest.mark.parametrize("text", ["x" * 50000, "  " + "y" * 50000 + "\n"], ids=["exactly-50000", "padded-50000"])
+# Long but cheap: a typical engine answers the greeting, not with an echo of 50000 characters.
+LONG_50000 = "Hi " + "." * 49997
+
+
+@pytest.mark.parametrize("text", [LONG_50000, "  " + LONG_50000 + "\n"], ids=["exactly-50000", "padded-50000"])
 def test_length_limit_applies_to_the_stripped_input(clients: Clients, text: str) -> None:
     """50000 characters pass, also with surrounding whitespace (stripped first)."""
     thread, final = new_pair(clients.alice, text)
@@ -271,16 +326,27 @@ def test_null_optionals_and_unknown_keys_mean_a_normal_turn(clients: Clients, ex
 @pytest.mark.parametrize(
     ("patch", "detail"),
     [
-        ({"token_limits": {"alice": {"daily_limit": 100}}, "token_usage": {"alice": {"daily": 100}}},
-         "Daily token limit exceeded."),
-        ({"token_limits": {"alice": {"weekly_limit": 50}}, "token_usage": {"alice": {"weekly": 60}}},
-         "Weekly token limit exceeded."),
+        (
+            {"token_limits": {"alice": {"daily_limit": 100}}, "token_usage": {"alice": {"daily": 100}}},
+            "Daily token limit exceeded.",
+        ),
+        (
+            {"token_limits": {"alice": {"weekly_limit": 50}}, "token_usage": {"alice": {"weekly": 60}}},
+            "Weekly token limit exceeded.",
+        ),
         ({"token_limits": {"alice": {"monthly_limit": 0}}}, "Monthly token limit exceeded."),
-        ({"system_token_limits": {**DEFAULT_LIMITS, "daily_limit": 10}, "token_usage": {"alice": {"daily": 10}}},
-         "Daily token limit exceeded."),
-        ({"system_token_limits": {**DEFAULT_LIMITS, "monthly_limit": 10},
-          "token_limits": {"alice": {"monthly_limit": None}}, "token_usage": {"alice": {"monthly": 11}}},
-         "Monthly token limit exceeded."),
+        (
+            {"system_token_limits": {**DEFAULT_LIMITS, "daily_limit": 10}, "token_usage": {"alice": {"daily": 10}}},
+            "Daily token limit exceeded.",
+        ),
+        (
+            {
+                "system_token_limits": {**DEFAULT_LIMITS, "monthly_limit": 10},
+                "token_limits": {"alice": {"monthly_limit": None}},
+                "token_usage": {"alice": {"monthly": 11}},
+            },
+            "Monthly token limit exceeded.",
+        ),
     ],
     ids=["user-daily", "user-weekly", "user-monthly-zero", "system-daily", "null-means-system"],
 )
@@ -293,9 +359,13 @@ def test_quota_reached_is_409(clients: Clients, patch: dict[str, Any], detail: s
 
 def test_user_limit_overrides_the_system_limit(clients: Clients) -> None:
     """-1 for the user means unlimited even when the system limit is used up."""
-    configure(clients, system_token_limits={**DEFAULT_LIMITS, "daily_limit": 10},
-              token_limits={"alice": {"daily_limit": -1}}, token_usage={"alice": {"daily": 50}})
-    ok_stream(clients.alice, input="x" * 10000)
+    configure(
+        clients,
+        system_token_limits={**DEFAULT_LIMITS, "daily_limit": 10},
+        token_limits={"alice": {"daily_limit": -1}},
+        token_usage={"alice": {"daily": 50}},
+    )
+    ok_stream(clients.alice, input=LONG_50000[:10000])
 
 
 def test_one_request_may_overshoot_then_the_next_is_refused(clients: Clients) -> None:
@@ -326,7 +396,8 @@ def test_misconfigured_limit_is_409(app: MockApp, clients: Clients, bad_limit: A
     app.settings.system_limits.daily = bad_limit
     response = clients.alice.post("/api/chat/stream/", json=HI)
     assert (response.status_code, response.json()) == (
-        409, {"detail": "AI Token quota system is misconfigured. Please contact support."}
+        409,
+        {"detail": "AI Token quota system is misconfigured. Please contact support."},
     )
 
 
@@ -356,7 +427,10 @@ def test_next_turn_gets_indexes_three_and_four(clients: Clients) -> None:
     assert result.thread_uuid == thread
     stored = messages_of(clients.alice, thread)
     assert [(m["role"], m["sequence_index"]) for m in stored] == [
-        ("user", 1), ("assistant", 2), ("user", 3), ("assistant", 4)
+        ("user", 1),
+        ("assistant", 2),
+        ("user", 3),
+        ("assistant", 4),
     ]
     assert [m["uuid"] for m in stored] == [*first.values(), *result.final.values()]
     assert thread_of(clients.alice, thread)["message_count"] == 4
@@ -419,11 +493,22 @@ def test_client_disconnect_still_persists_and_counts_usage(app: MockApp, clients
     left = anyio.Event()
     body = json.dumps({"input": "Tell me a long story about clouds"}).encode()
     scope = {
-        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
-        "path": "/api/chat/stream/", "raw_path": b"/api/chat/stream/", "query_string": b"", "root_path": "",
-        "headers": [(b"host", b"testserver"), (b"authorization", b"Token alice-token"),
-                    (b"content-type", b"application/json")],
-        "client": ("127.0.0.1", 5000), "server": ("testserver", 80),
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/api/chat/stream/",
+        "raw_path": b"/api/chat/stream/",
+        "query_string": b"",
+        "root_path": "",
+        "headers": [
+            (b"host", b"testserver"),
+            (b"authorization", b"Token alice-token"),
+            (b"content-type", b"application/json"),
+        ],
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
     }
     requested = False
 
@@ -491,7 +576,8 @@ def test_reload_replaces_the_last_assistant_message(clients: Clients) -> None:
     new_assistant = result.final["assistant_message_uuid"]
     active = messages_of(clients.alice, thread)
     assert [(m["uuid"], m["sequence_index"], m["replaces"]) for m in active] == [
-        (first["user_message_uuid"], 1, None), (new_assistant, 2, first["assistant_message_uuid"])
+        (first["user_message_uuid"], 1, None),
+        (new_assistant, 2, first["assistant_message_uuid"]),
     ]
     assert_assistant_matches_stream(active[1], result.records[1:-1])
     history = messages_of(clients.alice, thread, include_history="true")
@@ -517,7 +603,9 @@ def test_reload_with_blocked_input_stores_no_user_message_and_keeps_flags(client
     reload(clients.alice, thread, INJECTION)
     assert [m["role"] for m in messages_of(clients.staff, thread, include_history="true")].count("user") == 1
     assert {k: thread_of(clients.alice, thread)[k] for k in ("flags", "is_flagged", "max_severity")} == {
-        "flags": {}, "is_flagged": False, "max_severity": "none"
+        "flags": {},
+        "is_flagged": False,
+        "max_severity": "none",
     }
 
 
@@ -535,7 +623,9 @@ def test_reload_in_a_thread_without_answer_falls_back_to_a_normal_pair(app: Mock
     ]
     assert stored[0]["content"] == MEDIUM
     assert (stored[0]["is_flagged"], stored[0]["injection_score"], stored[0]["injection_categories"]) == (
-        False, 0.0, []
+        False,
+        0.0,
+        [],
     )
 
 
@@ -561,7 +651,8 @@ def test_edit_replaces_the_user_message_and_the_answer(clients: Clients) -> None
     assert records[0]["m"]["thread_uuid"] == thread
     active = messages_of(clients.alice, thread)
     assert [(m["uuid"], m["sequence_index"], m["replaces"]) for m in active] == [
-        (first["user_message_uuid"], 1, None), (first["assistant_message_uuid"], 2, None),
+        (first["user_message_uuid"], 1, None),
+        (first["assistant_message_uuid"], 2, None),
         (final["user_message_uuid"], 3, second["user_message_uuid"]),
         (final["assistant_message_uuid"], 4, second["assistant_message_uuid"]),
     ]
@@ -597,8 +688,10 @@ def test_edit_refusals(clients: Clients, target: str, expected: tuple[int, Any])
     if target == "replaced-user":
         assert edit(clients.alice, thread, second["user_message_uuid"]).status_code == 200
     message = {
-        "unknown": random_uuid(), "other-thread": elsewhere["user_message_uuid"],
-        "assistant": second["assistant_message_uuid"], "earlier-user": first["user_message_uuid"],
+        "unknown": random_uuid(),
+        "other-thread": elsewhere["user_message_uuid"],
+        "assistant": second["assistant_message_uuid"],
+        "earlier-user": first["user_message_uuid"],
         "replaced-user": second["user_message_uuid"],
     }[target]
     count = thread_of(clients.alice, thread)["message_count"]
@@ -648,7 +741,8 @@ def test_title_wins_over_thread_uuid(clients: Clients) -> None:
     result = ok_stream(clients.alice, input="Title please", update_thread_name=renamed, thread_uuid=other)
     assert thread_of(clients.alice, renamed)["name"] == result.text.strip()[:150]
     assert (thread_of(clients.alice, other)["name"], thread_of(clients.alice, other)["message_count"]) == (
-        "New chat", 2
+        "New chat",
+        2,
     )
 
 
@@ -678,7 +772,9 @@ def test_blocked_input_gets_the_canned_reply_and_flags_the_thread(clients: Clien
     assert (user["is_flagged"], user["injection_severity"]) == (True, "critical")
     assert user["injection_score"] >= 0.9 and "instruction_override" in user["injection_categories"]
     assert (assistant["is_flagged"], assistant["injection_score"], assistant["injection_categories"]) == (
-        False, 0.0, []
+        False,
+        0.0,
+        [],
     )
     assert assistant["content"] == result.text
     thread = thread_of(clients.alice, result.thread_uuid)
@@ -691,7 +787,9 @@ def test_medium_input_is_flagged_but_answered(clients: Clients) -> None:
     assert not result.text.startswith(CANNED)
     user = by_uuid(messages_of(clients.staff))[result.final["user_message_uuid"]]
     assert {k: user[k] for k in ("is_flagged", "injection_score", "injection_severity", "injection_categories")} == {
-        "is_flagged": True, "injection_score": 0.65, "injection_severity": "medium",
+        "is_flagged": True,
+        "injection_score": 0.65,
+        "injection_severity": "medium",
         "injection_categories": ["leetspeak"],
     }
 
@@ -710,9 +808,14 @@ def test_thread_flags_keep_the_maximum_score(clients: Clients) -> None:
 def test_clean_input_leaves_no_flags(clients: Clients) -> None:
     thread, final = new_pair(clients.alice, "What is Waldur?")
     assert {k: thread_of(clients.alice, thread)[k] for k in ("flags", "is_flagged", "max_severity")} == {
-        "flags": {}, "is_flagged": False, "max_severity": "none"
+        "flags": {},
+        "is_flagged": False,
+        "max_severity": "none",
     }
     user = by_uuid(messages_of(clients.support))[final["user_message_uuid"]]
     assert (user["is_flagged"], user["injection_score"], user["injection_severity"], user["injection_categories"]) == (
-        False, 0.0, "none", []
+        False,
+        0.0,
+        "none",
+        [],
     )

@@ -25,8 +25,8 @@ from mockserver.engine.scripts.model import Script, ScriptSet
 from mockserver.engine.tools import ToolExecutor, load_resources
 from tests.test_engine_parser import RESOURCES_FILE, feed_all, join_markdown, short_markdown_problems, tool_runner
 
-PROPERTY_SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-ENGINE_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ENGINE_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Pieces that exercise the parser's states: fences (whole and partial), tags, tool JSON, unicode.
 FRAGMENTS = st.sampled_from(

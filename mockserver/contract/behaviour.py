@@ -1,0 +1,437 @@
+"""Behaviour (part 3): a hypothesis state machine drives the target and checks it against a model.
+
+The model holds, per regular user, the threads and message rows the suite knows of
+(threads that existed before are taken as they are). Rules stream new turns, reload, edit
+(valid and invalid), archive, unarchive, rename through title calls, and read lists and
+details; after each step the target must agree with the model. Hypothesis shrinks a
+failure to the shortest sequence of steps, and the violation carries the HTTP requests
+of that sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    initialize,
+    invariant,
+    precondition,
+    rule,
+    run_state_machine_as_test,
+)
+
+from mockserver.contract.findings import ContractViolation, Step
+from mockserver.contract.streams import StreamChecker, StreamExpectation
+from mockserver.contract.target import Target
+
+MARK = "[contract-suite]"  # every input the suite sends starts with it: easy to find and clean up
+LINK = re.compile(r'<([^>]*)>;\s*rel="(\w+)"')
+
+
+@dataclass
+class Row:
+    uuid: str
+    role: str
+    sequence_index: int
+    replaces: str | None = None
+    replaced: bool = False
+
+
+@dataclass
+class ThreadModel:
+    uuid: str
+    owner: str  # "user" or "other": which token owns it
+    known: bool = True  # False for threads that existed before: rows unknown
+    rows: list[Row] = field(default_factory=list)
+    archived: bool = False
+    modified: str = ""
+
+    def active(self, role: str | None = None) -> list[Row]:
+        return [r for r in self.rows if not r.replaced and (role is None or r.role == role)]
+
+    def last_active(self, role: str) -> Row | None:
+        rows = self.active(role)
+        return max(rows, key=lambda r: r.sequence_index) if rows else None
+
+    def next_index(self) -> int:
+        return max((r.sequence_index for r in self.rows), default=0) + 1
+
+
+@dataclass
+class Budget:
+    """Caps the streams a run may make: a real deployment pays an LLM call for each."""
+
+    streams_left: int
+    created: dict[str, set[str]] = field(default_factory=lambda: {"user": set(), "other": set()})
+
+    def take(self) -> bool:
+        if self.streams_left <= 0:
+            return False
+        self.streams_left -= 1
+        return True
+
+
+class ChatMachine(RuleBasedStateMachine):
+    """Configured by `build_machine`; one instance per hypothesis example."""
+
+    target: Target
+    checker: StreamChecker
+    budget: Budget
+    threads = Bundle("threads")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.model: dict[str, ThreadModel] = {}
+        self.log: list[Step] = []
+        self.session: dict[str, str] = {}
+
+    # -- plumbing ----------------------------------------------------------------
+    def token(self, who: str) -> str:
+        return self.target.tokens.user if who == "user" else self.target.tokens.other
+
+    def call(self, method: str, path: str, who: str, **kwargs: Any) -> Any:
+        response = self.target.request(method, path, token=self.token(who), **kwargs)
+        self.log.append(self.target.step(response, kwargs.get("json")))
+        return response
+
+    def fail(self, check: str, message: str) -> ContractViolation:
+        if self.log:
+            self.log[-1].excerpt = self.log[-1].excerpt or message
+        return ContractViolation(check, message, list(self.log))
+
+    def expect_status(self, response: Any, status: int, check: str) -> None:
+        if response.status_code != status:
+            self.log[-1].excerpt = response.text[:200]
+            raise self.fail(check, f"expected {status}, got {response.status_code}: {response.text[:200]}")
+
+    def stream(self, who: str, body: dict[str, Any], expect: StreamExpectation) -> list[dict[str, Any]]:
+        capture = self.target.stream(body, token=self.token(who))
+        step = Step("POST", "/api/chat/stream/", capture.status, body)
+        self.log.append(step)
+        if capture.status != 200:
+            step.excerpt = capture.body[:200].decode("utf-8", "replace")
+            raise self.fail("behaviour.stream_status", f"expected 200, got {capture.status}")
+        try:
+            records = self.checker.check(capture, expect, step)
+            self.checker.check_rest(self.target, self.token(who), records, expect)
+        except ContractViolation as violation:
+            raise ContractViolation(violation.check, violation.message, list(self.log)) from None
+        return records
+
+    def refused(self, who: str, body: dict[str, Any], status: int, expected_body: Any, check: str) -> None:
+        """A stream the target must refuse before streaming, with Waldur's exact body."""
+        capture = self.target.stream(body, token=self.token(who))
+        self.log.append(Step("POST", "/api/chat/stream/", capture.status, body, capture.body[:200].decode()))
+        try:
+            answer = json.loads(capture.body)
+        except ValueError:
+            answer = None
+        if capture.status != status or answer != expected_body:
+            raise self.fail(check, f"expected {status} {expected_body}, got {capture.status} {answer}")
+
+    # -- set-up ------------------------------------------------------------------
+    @initialize()
+    def snapshot(self) -> None:
+        """Threads that already exist are part of the model, with unknown rows."""
+        for who in ("user", "other"):
+            for thread in self.all_pages("/api/chat-threads/", who, {"page_size": 300}):
+                self.model[thread["uuid"]] = ThreadModel(
+                    thread["uuid"], who, known=False, archived=thread["is_archived"], modified=thread["modified"]
+                )
+
+    def all_pages(self, path: str, who: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            response = self.call("GET", path, who, params={**params, "page": page})
+            self.expect_status(response, 200, "behaviour.list_status")
+            items.extend(response.json())
+            if not any(rel == "next" for _, rel in LINK.findall(response.headers.get("link", ""))):
+                return items
+            page += 1
+
+    # -- streaming rules ---------------------------------------------------------
+    @precondition(lambda self: self.budget.streams_left > 0)
+    @rule(target=threads, who=st.sampled_from(["user", "other"]))
+    def new_thread(self, who: str) -> str:
+        self.budget.take()
+        records = self.stream(who, {"input": f"{MARK} hello"}, StreamExpectation())
+        uuid, final = records[0]["m"]["thread_uuid"], records[-1]["m"]
+        self.budget.created[who].add(uuid)
+        if uuid in self.model:
+            raise self.fail("behaviour.new_thread", f"thread {uuid} was not new")
+        model = ThreadModel(uuid, who)
+        model.rows = [Row(final["user_message_uuid"], "user", 1), Row(final["assistant_message_uuid"], "assistant", 2)]
+        self.model[uuid] = model
+        self.check_thread(model)
+        return uuid
+
+    def known(self, uuid: str) -> ThreadModel:
+        return self.model[uuid]
+
+    @precondition(lambda self: self.budget.streams_left > 0)
+    @rule(thread=threads)
+    def follow_up(self, thread: str) -> None:
+        model = self.known(thread)
+        self.budget.take()
+        before = self.retrieve(model)["modified"]
+        final = self.stream(model.owner, {"input": f"{MARK} more", "thread_uuid": thread}, StreamExpectation())[-1]["m"]
+        index = model.next_index()
+        model.rows += [
+            Row(final["user_message_uuid"], "user", index),
+            Row(final["assistant_message_uuid"], "assistant", index + 1),
+        ]
+        after = self.check_thread(model)["modified"]
+        if not after > before:
+            raise self.fail("behaviour.modified_moves_forward", f"modified went from {before} to {after}")
+
+    @precondition(lambda self: self.budget.streams_left > 0)
+    @rule(thread=threads)
+    def reload(self, thread: str) -> None:
+        model = self.known(thread)
+        self.budget.take()
+        old = model.last_active("assistant")
+        body = {"input": f"{MARK} again", "thread_uuid": thread, "mode": "reload"}
+        final = self.stream(model.owner, body, StreamExpectation(reload=True))[-1]["m"]
+        if old is None:
+            return  # fallback to a normal turn; rows then unknown in shape, keep the model simple
+        if set(final) != {"assistant_message_uuid"}:
+            raise self.fail("behaviour.reload_final_m", f"reload's final m has {sorted(final)}")
+        old.replaced = True
+        model.rows.append(Row(final["assistant_message_uuid"], "assistant", old.sequence_index, old.uuid))
+        self.check_thread(model)
+
+    @precondition(lambda self: self.budget.streams_left > 0)
+    @rule(thread=threads)
+    def edit_last(self, thread: str) -> None:
+        model = self.known(thread)
+        last_user = model.last_active("user")
+        if last_user is None:
+            return
+        self.budget.take()
+        old_assistant = model.last_active("assistant")
+        body = {"input": f"{MARK} edited", "thread_uuid": thread, "mode": "edit", "edit_message_uuid": last_user.uuid}
+        final = self.stream(model.owner, body, StreamExpectation())[-1]["m"]
+        last_user.replaced = True
+        model.rows.append(Row(final["user_message_uuid"], "user", last_user.sequence_index, last_user.uuid))
+        if old_assistant is not None:
+            old_assistant.replaced = True
+            index, replaces = old_assistant.sequence_index, old_assistant.uuid
+        else:
+            index, replaces = last_user.sequence_index + 1, None
+        model.rows.append(Row(final["assistant_message_uuid"], "assistant", index, replaces))
+        self.check_thread(model)
+
+    @rule(thread=threads)
+    def edit_refused(self, thread: str) -> None:
+        """Editing an assistant row or a user row that is not the last: 400 with a bare list."""
+        model = self.known(thread)
+        users = sorted(model.active("user"), key=lambda r: r.sequence_index)
+        assistant = model.last_active("assistant")
+        if assistant is not None:
+            body = {"input": f"{MARK} x", "thread_uuid": thread, "mode": "edit", "edit_message_uuid": assistant.uuid}
+            self.refused(model.owner, body, 400, ["Can only edit user messages."], "behaviour.edit_assistant_refused")
+        if len(users) > 1:
+            body = {"input": f"{MARK} x", "thread_uuid": thread, "mode": "edit", "edit_message_uuid": users[0].uuid}
+            self.refused(
+                model.owner, body, 400, ["Can only edit the last user message."], "behaviour.edit_not_last_refused"
+            )
+
+    @rule(thread=threads)
+    def foreign_thread_refused(self, thread: str) -> None:
+        """The other regular user can neither read nor stream into the thread: 404."""
+        model = self.known(thread)
+        stranger = "other" if model.owner == "user" else "user"
+        response = self.call("GET", f"/api/chat-threads/{thread}/", stranger)
+        self.expect_status(response, 404, "behaviour.foreign_thread_hidden")
+        body = {"input": f"{MARK} x", "thread_uuid": thread}
+        self.refused(stranger, body, 404, {"detail": "Thread not found."}, "behaviour.foreign_stream_refused")
+        messages = self.call("GET", "/api/chat-messages/", stranger, params={"thread": thread})
+        self.expect_status(messages, 200, "behaviour.foreign_messages_hidden")
+        if messages.json() != []:
+            raise self.fail("behaviour.foreign_messages_hidden", "another user's messages are visible")
+
+    @precondition(lambda self: self.budget.streams_left > 0)
+    @rule(thread=threads)
+    def title(self, thread: str) -> None:
+        model = self.known(thread)
+        self.budget.take()
+        self.stream(
+            model.owner, {"input": f"{MARK} title", "update_thread_name": thread}, StreamExpectation(title_call=True)
+        )
+        self.check_thread(model)
+
+    # -- archive -----------------------------------------------------------------
+    @rule(thread=threads, archived=st.booleans(), twice=st.booleans())
+    def archive(self, thread: str, archived: bool, twice: bool) -> None:
+        model = self.known(thread)
+        action = "archive" if archived else "unarchive"
+        for _ in range(2 if twice else 1):  # idempotent
+            response = self.call("POST", f"/api/chat-threads/{thread}/{action}/", model.owner)
+            self.expect_status(response, 204, f"behaviour.{action}_status")
+            if response.content:
+                raise self.fail(f"behaviour.{action}_status", "204 with a body")
+        model.archived = archived
+        self.check_thread(model)
+
+    # -- reads -------------------------------------------------------------------
+    def retrieve(self, model: ThreadModel) -> dict[str, Any]:
+        response = self.call("GET", f"/api/chat-threads/{model.uuid}/", model.owner)
+        self.expect_status(response, 200, "behaviour.thread_retrieve")
+        return response.json()
+
+    def check_thread(self, model: ThreadModel) -> dict[str, Any]:
+        """Retrieve and messages (with and without history) agree with the model."""
+        data = self.retrieve(model)
+        if data.get("is_archived") != model.archived:
+            raise self.fail("behaviour.archive_flag", f"is_archived is {data.get('is_archived')}")
+        if model.known and data.get("message_count") != len(model.rows):
+            raise self.fail(
+                "behaviour.message_count", f"message_count {data.get('message_count')} != {len(model.rows)}"
+            )
+        if model.known:
+            self.check_messages(model, history=True)
+            self.check_messages(model, history=False)
+        return data
+
+    def check_messages(self, model: ThreadModel, history: bool) -> None:
+        params = {"thread": model.uuid, **({"include_history": "true"} if history else {})}
+        response = self.call("GET", "/api/chat-messages/", model.owner, params=params)
+        self.expect_status(response, 200, "behaviour.messages_list")
+        rows = response.json()
+        expected = model.rows if history else model.active()
+        check = "behaviour.include_history" if history else "behaviour.active_messages"
+        if sorted(r["uuid"] for r in rows) != sorted(r.uuid for r in expected):
+            raise self.fail(check, f"listed {len(rows)} rows, the model has {len(expected)}")
+        indexes = [r["sequence_index"] for r in rows]
+        if indexes != sorted(indexes):
+            raise self.fail("behaviour.messages_order", f"not ordered by sequence_index: {indexes}")
+        wanted = {r.uuid: r for r in expected}
+        for row in rows:
+            mine = wanted[row["uuid"]]
+            if (row["role"], row["sequence_index"], row["replaces"]) != (mine.role, mine.sequence_index, mine.replaces):
+                raise self.fail(
+                    "behaviour.message_rows",
+                    f"row {row['uuid']}: {row['role']} #{row['sequence_index']} "
+                    f"replaces {row['replaces']}, expected {mine.role} #{mine.sequence_index} "
+                    f"replaces {mine.replaces}",
+                )
+            if any(key.startswith("injection_") or key == "is_flagged" for key in row):
+                raise self.fail("behaviour.injection_fields_hidden", "a regular user sees injection fields")
+
+    @rule(
+        who=st.sampled_from(["user", "other"]),
+        archived=st.sampled_from([None, True, False]),
+        order=st.sampled_from(["-created", "created", "-modified", "modified", "created,-modified"]),
+        page_size=st.integers(1, 4),
+    )
+    def list_threads(self, who: str, archived: bool | None, order: str, page_size: int) -> None:
+        """Filtered, ordered, paginated lists: headers, links and pages that form the whole list."""
+        params: dict[str, Any] = {"o": order, "page_size": page_size}
+        if archived is not None:
+            params["is_archived"] = str(archived).lower()
+        expected = {t.uuid for t in self.model.values() if t.owner == who and archived in (None, t.archived)}
+        seen: list[dict[str, Any]] = []
+        page = 1
+        while True:
+            response = self.call("GET", "/api/chat-threads/", who, params={**params, "page": page})
+            self.expect_status(response, 200, "behaviour.list_status")
+            count = response.headers.get("x-result-count")
+            if count != str(len(expected)):
+                raise self.fail("behaviour.x_result_count", f"X-Result-Count {count}, expected {len(expected)}")
+            rels = [rel for _, rel in LINK.findall(response.headers.get("link", ""))]
+            pages = max(1, -(-len(expected) // page_size))
+            wanted = ["first", *(["prev"] if page > 1 else []), *(["next"] if page < pages else []), "last"]
+            if rels != wanted:
+                raise self.fail("behaviour.link_header", f"Link rels {rels} on page {page}/{pages}, expected {wanted}")
+            batch = response.json()
+            if len(batch) != min(page_size, len(expected) - (page - 1) * page_size):
+                raise self.fail("behaviour.page_size", f"page {page} has {len(batch)} items")
+            seen.extend(batch)
+            if page >= pages:
+                break
+            page += 1
+        uuids = [t["uuid"] for t in seen]
+        if len(uuids) != len(set(uuids)) or set(uuids) != expected:
+            raise self.fail("behaviour.pages_partition", "pages overlap or miss threads")
+        self.check_order(seen, order)
+        for thread in seen:
+            if archived is not None and thread["is_archived"] != archived:
+                raise self.fail("behaviour.filter_is_archived", f"is_archived={archived} listed {thread['uuid']}")
+
+    def check_order(self, threads: list[dict[str, Any]], order: str) -> None:
+        keys = order.split(",")
+
+        def sort_key(thread: dict[str, Any]) -> tuple[Any, ...]:
+            return tuple(_Desc(thread[k[1:]]) if k.startswith("-") else thread[k] for k in keys)
+
+        if [t["uuid"] for t in sorted(threads, key=sort_key)] != [t["uuid"] for t in threads]:
+            raise self.fail("behaviour.ordering", f"not ordered by o={order}")
+
+    @rule(who=st.sampled_from(["user", "other"]))
+    def current_session(self, who: str) -> None:
+        response = self.call("GET", "/api/chat-sessions/current/", who)
+        self.expect_status(response, 200, "behaviour.current_session")
+        uuid = response.json()["uuid"]
+        if self.session.setdefault(who, uuid) != uuid:
+            raise self.fail("behaviour.current_session_idempotent", "current session changed between calls")
+
+    @invariant()
+    def nothing(self) -> None:
+        """Checks run inside the rules; this keeps hypothesis from skipping invariant phases."""
+
+
+@dataclass(frozen=True)
+class _Desc:
+    """Reverses comparison, for descending sort keys of any type."""
+
+    value: Any
+
+    def __lt__(self, other: _Desc) -> bool:
+        return other.value < self.value
+
+
+def run_behaviour(
+    target: Target,
+    checker: StreamChecker,
+    budget: Budget,
+    *,
+    max_examples: int = 25,
+    steps: int = 12,
+    seed: int | None = None,
+) -> None:
+    """Run the state machine; raises the shrunk ContractViolation on failure.
+
+    Without a seed the run is derandomized (the same examples every time, as CI wants);
+    with one, hypothesis draws from that seed.
+    """
+    import hypothesis.core
+
+    machine = type("TargetChatMachine", (ChatMachine,), {"target": target, "checker": checker, "budget": budget})
+    config = settings(
+        max_examples=max_examples,
+        stateful_step_count=steps,
+        deadline=None,
+        derandomize=seed is None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        phases=[Phase.generate, Phase.shrink],
+        report_multiple_bugs=False,
+        print_blob=False,
+    )
+    previous = hypothesis.core.global_force_seed
+    hypothesis.core.global_force_seed = seed  # the documented effect of --hypothesis-seed
+    try:
+        run_state_machine_as_test(machine, settings=config)
+    finally:
+        hypothesis.core.global_force_seed = previous
+
+
+__all__ = ["MARK", "Budget", "ChatMachine", "run_behaviour"]

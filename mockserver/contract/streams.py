@@ -1,0 +1,184 @@
+"""The stream contract (part 2): framing, record schema, grammar, REST consistency, reassembly, timing.
+
+Every stream the suite makes goes through `StreamChecker.check`, which raises a
+`ContractViolation` naming the first broken rule, and records timing figures.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from jsonschema.protocols import Validator
+
+from mockserver.contract.findings import ContractViolation, Step
+from mockserver.contract.target import StreamCapture, Target
+
+NDJSON = "application/x-ndjson"
+HEX32 = frozenset("0123456789abcdef")
+
+
+@dataclass
+class StreamTiming:
+    first_record_ms: list[float] = field(default_factory=list)
+    gaps_ms: list[float] = field(default_factory=list)
+    one_piece: int = 0  # streams that arrived as a single burst although they took a while
+
+    def add(self, capture: StreamCapture) -> None:
+        if not capture.timed:
+            return
+        times = capture.line_times()
+        if not times:
+            return
+        self.first_record_ms.append(times[0] * 1000)
+        self.gaps_ms.extend((b - a) * 1000 for a, b in itertools.pairwise(times))
+        if len(times) > 2 and times[-1] > 0.2 and (times[-1] - times[0]) < 0.005:
+            self.one_piece += 1
+
+    def summary(self) -> str:
+        if not self.first_record_ms:
+            return "timing not measured (in-process target: the transport buffers bodies)"
+        gaps = sorted(self.gaps_ms) or [0.0]
+        return (
+            f"time to first record p50 {statistics.median(self.first_record_ms):.1f} ms, "
+            f"max {max(self.first_record_ms):.1f} ms; inter-record gap p50 {statistics.median(gaps):.1f} ms, "
+            f"max {gaps[-1]:.1f} ms; streams arriving in one piece: {self.one_piece}"
+        )
+
+
+def is_hex_uuid(value: Any) -> bool:
+    return isinstance(value, str) and len(value) == 32 and set(value) <= HEX32
+
+
+@dataclass
+class StreamExpectation:
+    """What the suite knows about the stream it asked for."""
+
+    title_call: bool = False
+    reload: bool = False  # final m carries only assistant_message_uuid (unless the fallback ran)
+
+
+class StreamChecker:
+    def __init__(self, record_validator: Validator):
+        self.record_validator = record_validator
+        self.timing = StreamTiming()
+
+    def check(self, capture: StreamCapture, expect: StreamExpectation, request: Step) -> list[dict[str, Any]]:
+        """Validate one 200 stream; return its records. Raises ContractViolation on the first broken rule."""
+        steps = [request]
+
+        def fail(check: str, message: str) -> ContractViolation:
+            request.status = capture.status
+            request.excerpt = _excerpt(capture.body)
+            return ContractViolation(check, message, steps)
+
+        if capture.timed_out:
+            raise fail("stream.time_limit", "the stream did not end within the time limit")
+        content_type = capture.headers.get("content-type", "")
+        if content_type != NDJSON:
+            raise fail("stream.content_type", f"Content-Type is {content_type!r}, expected exactly {NDJSON!r}")
+        if not capture.body.endswith(b"\n"):
+            raise fail("stream.framing.terminated", "the last line is not terminated by \\n")
+        records = []
+        for number, line in enumerate(capture.body[:-1].split(b"\n"), start=1):
+            if not line.strip():
+                raise fail("stream.framing.blank_line", f"line {number} is blank")
+            try:
+                record = json.loads(line)
+            except ValueError:
+                raise fail("stream.framing.json", f"line {number} is not JSON: {line[:80]!r}") from None
+            compact = json.dumps(record, separators=(",", ":"), ensure_ascii=True).encode()
+            if compact != line:
+                raise fail("stream.framing.compact", f"line {number} is not compact ASCII JSON: {line[:80]!r}")
+            error = next(iter(self.record_validator.iter_errors(record)), None)
+            if error is not None:
+                raise fail("stream.record_schema", f"line {number} {record!r} breaks the record schema")
+            records.append(record)
+        self._grammar(records, expect, fail)
+        self.timing.add(capture)
+        return records
+
+    @staticmethod
+    def _grammar(records: list[dict[str, Any]], expect: StreamExpectation, fail: Any) -> None:
+        metas = [i for i, r in enumerate(records) if "m" in r]
+        errors = [i for i, r in enumerate(records) if "e" in r]
+        if expect.title_call:
+            if metas:
+                raise fail("stream.grammar.no_m_for_title", "a title call (update_thread_name) sent an m record")
+            return
+        if not records or "thread_uuid" not in records[0].get("m", {}):
+            raise fail("stream.grammar.thread_first", "the first record is not the thread m record")
+        if not is_hex_uuid(records[0]["m"]["thread_uuid"]):
+            raise fail("stream.grammar.thread_first", "thread_uuid is not 32 lowercase hex characters")
+        final = records[-1].get("m", {})
+        if len(records) < 2 or "assistant_message_uuid" not in final:
+            raise fail("stream.grammar.final_m_last", "the last record is not the message-uuids m record")
+        if metas != [0, len(records) - 1]:
+            raise fail("stream.grammar.m_only_first_and_last", f"m records at positions {metas}")
+        if any(i != len(records) - 2 for i in errors):
+            raise fail("stream.grammar.error_before_final", "an e record is not right before the final m record")
+        for key, value in final.items():
+            if not is_hex_uuid(value):
+                raise fail("stream.grammar.final_m_last", f"{key} is not 32 lowercase hex characters")
+
+    @staticmethod
+    def check_rest(target: Target, token: str, records: list[dict[str, Any]], expect: StreamExpectation) -> None:
+        """The uuids the stream announced are what the REST endpoints show, and the stored
+        assistant message is consistent with the records (reassembly invariant)."""
+        if expect.title_call:
+            return
+        thread = records[0]["m"]["thread_uuid"]
+        final = records[-1]["m"]
+        response = target.request(
+            "GET", "/api/chat-messages/", token=token, params={"thread": thread, "include_history": "true"}
+        )
+        step = target.step(response)
+        if response.status_code != 200:
+            raise ContractViolation("stream.uuids_match_rest", "cannot list the thread's messages", [step])
+        rows = {row["uuid"]: row for row in response.json()}
+        for key, role in (("user_message_uuid", "user"), ("assistant_message_uuid", "assistant")):
+            uuid = final.get(key)
+            if uuid is None:
+                continue
+            row = rows.get(uuid)
+            if row is None or row["role"] != role or row["thread"] != thread:
+                step.excerpt = f"{key}={uuid} not listed as a {role} message of thread {thread}"
+                raise ContractViolation("stream.uuids_match_rest", step.excerpt, [step])
+        assistant = rows[final["assistant_message_uuid"]]["content"]
+        problem = reassembly_problem(records, assistant)
+        if problem:
+            step.excerpt = problem
+            raise ContractViolation("stream.reassembly", problem, [step])
+
+
+def reassembly_problem(records: list[dict[str, Any]], stored: str) -> str | None:
+    """Each content record must appear, in order, in the stored raw text."""
+    position = 0
+    for record in records:
+        kind = record.get("k")
+        if kind == "markdown":
+            needles = [record["c"]]
+        elif kind == "code":
+            needles = [f"```{record['t'] if record['t'] != 'code' else ''}", record["c"], "```"]
+        elif kind == "mermaid":
+            needles = ["```mermaid", record["c"], "```"]
+        elif kind is None and "c" in record:
+            needles = [record["c"]]
+        elif kind == "table":
+            needles = ['"tool"']
+        else:
+            continue
+        for needle in needles:
+            found = stored.find(needle, position)
+            if found < 0:
+                return f"stored assistant content lacks {needle[:60]!r} after offset {position}"
+            position = found + len(needle)
+    return None
+
+
+def _excerpt(body: bytes) -> str:
+    text = body.decode("utf-8", errors="replace")
+    return text if len(text) <= 300 else text[:297] + "..."

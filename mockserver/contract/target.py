@@ -1,0 +1,156 @@
+"""The system under test, behind one seam: a base URL, or an ASGI app called in-process.
+
+Both go through `httpx.AsyncClient` driven from a blocking portal, so the checks are plain
+synchronous code (hypothesis state machines included). Streams are read chunk by chunk
+with arrival times and a hard deadline: a slow or endless stream is a reported failure,
+never a hang. httpx's ASGI transport delivers a body only when it is complete, so timing
+is measured for URL targets only.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import httpx
+
+from mockserver.contract.findings import Step
+
+
+@dataclass(frozen=True)
+class Tokens:
+    user: str  # a regular user
+    other: str  # another regular user
+    staff: str | None = None  # enables the staff-only checks
+
+
+@dataclass
+class StreamCapture:
+    """One streamed response: status, headers, raw body, and when each piece arrived."""
+
+    status: int
+    headers: httpx.Headers
+    body: bytes
+    arrivals: list[tuple[float, int]] = field(default_factory=list)  # (seconds since send, bytes so far)
+    timed_out: bool = False
+    timed: bool = True  # False when the transport buffers (in-process)
+
+    @property
+    def lines(self) -> list[bytes]:
+        return self.body.split(b"\n")[:-1] if self.body.endswith(b"\n") else self.body.split(b"\n")
+
+    def records(self) -> list[dict[str, Any]]:
+        """Parsed records of complete lines (lines that do not parse are skipped, as homeport does)."""
+        out = []
+        for line in self.body.split(b"\n")[:-1]:
+            try:
+                value = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(value, dict):
+                out.append(value)
+        return out
+
+    def line_times(self) -> list[float]:
+        """Arrival time of each complete line."""
+        times, seen = [], 0
+        newline_offsets = [i + 1 for i, byte in enumerate(self.body) if byte == 0x0A]
+        for offset in newline_offsets:
+            while seen < len(self.arrivals) and self.arrivals[seen][1] < offset:
+                seen += 1
+            if seen < len(self.arrivals):
+                times.append(self.arrivals[seen][0])
+        return times
+
+
+class Target:
+    """A chat API implementation to check. Use as a context manager."""
+
+    def __init__(
+        self,
+        base_url: str,
+        tokens: Tokens,
+        *,
+        app: Any = None,
+        stream_timeout: float = 60.0,
+        request_timeout: float = 30.0,
+    ):
+        self.base_url = base_url.rstrip("/")
+        self.tokens = tokens
+        self.app = app
+        self.stream_timeout = stream_timeout
+        self.request_timeout = request_timeout
+        self._portal: anyio.from_thread.BlockingPortal | None = None
+        self._client: httpx.AsyncClient | None = None
+        self._portal_cm: Any = None
+
+    @property
+    def in_process(self) -> bool:
+        return self.app is not None
+
+    def __enter__(self) -> Target:
+        self._portal_cm = anyio.from_thread.start_blocking_portal()
+        self._portal = self._portal_cm.__enter__()
+        transport = httpx.ASGITransport(app=self.app) if self.app is not None else None
+        self._client = httpx.AsyncClient(
+            base_url=self.base_url, transport=transport, timeout=self.request_timeout, follow_redirects=False
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._portal is not None and self._client is not None
+        self._portal.call(self._client.aclose)
+        self._portal_cm.__exit__(*exc)
+
+    def _headers(self, token: str | None, headers: dict[str, str] | None) -> dict[str, str]:
+        merged = dict(headers or {})
+        if token is not None:
+            merged.setdefault("Authorization", f"Token {token}")
+        return merged
+
+    def request(
+        self, method: str, path: str, *, token: str | None = None, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> httpx.Response:
+        assert self._portal is not None and self._client is not None
+        client = self._client
+        sent = self._headers(token, headers)
+        return self._portal.call(lambda: client.request(method, path, headers=sent, **kwargs))
+
+    def stream(self, body: dict[str, Any], *, token: str, headers: dict[str, str] | None = None) -> StreamCapture:
+        assert self._portal is not None
+        return self._portal.call(self._stream, body, self._headers(token, headers))
+
+    async def _stream(self, body: dict[str, Any], headers: dict[str, str]) -> StreamCapture:
+        assert self._client is not None
+        started = time.perf_counter()
+        chunks: list[bytes] = []
+        arrivals: list[tuple[float, int]] = []
+        received = 0
+        status, response_headers, timed_out = 0, httpx.Headers(), False
+        with anyio.move_on_after(self.stream_timeout) as deadline:
+            async with self._client.stream("POST", "/api/chat/stream/", json=body, headers=headers) as response:
+                status, response_headers = response.status_code, response.headers
+                async for chunk in response.aiter_raw():
+                    received += len(chunk)
+                    chunks.append(chunk)
+                    arrivals.append((time.perf_counter() - started, received))
+        timed_out = deadline.cancelled_caught
+        return StreamCapture(status, response_headers, b"".join(chunks), arrivals, timed_out, not self.in_process)
+
+    def step(self, response: httpx.Response, body: Any = None, excerpt: str = "") -> Step:
+        """A reproduction step for a plain response."""
+        request = response.request
+        path = request.url.raw_path.decode()
+        return Step(request.method, path, response.status_code, body, excerpt)
+
+
+@contextmanager
+def connected(target: Target) -> Iterator[Target]:
+    with target:
+        yield target
