@@ -30,7 +30,7 @@ from mockserver.control.journal import JournalMiddleware, RequestJournal
 from mockserver.engine.base import ReplyEngine
 from mockserver.engine.scripted import ScriptedEngine
 from mockserver.engine.scripts import ScriptSet, load_script_dir
-from mockserver.engine.scripts.loader import DEFAULT_SCRIPT_DIR
+from mockserver.engine.scripts.loader import DEFAULT_SCRIPT_DIR, check_unique
 from mockserver.engine.scripts.model import Script
 from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
 from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
@@ -120,6 +120,7 @@ class MockApp:
 
     def load_scripts(self, scripts: list[Script]) -> ScriptSet:
         """Check a script set against the spec's record schema (dry run); raise ScriptError if unusable."""
+        check_unique(scripts)
         script_set = ScriptSet(scripts)
         validator = self.spec.schema_validator(RECORD_SCHEMA)
         ScriptedEngine(script_set, self.tools).check(lambda record: record_problems(validator, record))

@@ -175,6 +175,7 @@ def test_query_parameter_token_streams(clients: Clients) -> None:
 
 
 def test_bad_query_token_is_401(clients: Clients) -> None:
+    """A bad query token is rejected like a bad header token."""
     assert_unauthorized(clients.anonymous.get("/api/chat-threads/", params={"x-auth-token": "nope"}), INVALID_TOKEN)
 
 
@@ -242,6 +243,7 @@ def test_head_is_405_everywhere(clients: Clients, path: str) -> None:
 
 @pytest.mark.parametrize("path", HEAD_PATHS[:3])
 def test_anonymous_head_is_401(clients: Clients, path: str) -> None:
+    """Authentication runs before the method check for HEAD too."""
     assert clients.anonymous.request("HEAD", path).status_code == 401
 
 
@@ -370,6 +372,7 @@ def test_configuration_enables_the_assistant_without_auth(clients: Clients) -> N
 def test_users_me_describes_the_caller(
     clients: Clients, name: str, full_name: str, is_staff: bool, is_support: bool
 ) -> None:
+    """Homeport reads the caller's identity and roles from here after login."""
     response = user_of(clients, name).get("/api/users/me/")
     assert response.status_code == 200
     me = response.json()
@@ -396,6 +399,7 @@ def test_users_me_without_token_is_401(clients: Clients) -> None:
 
 
 def test_password_login_returns_a_working_token(clients: Clients) -> None:
+    """Homeport's login form: the returned token must authenticate."""
     response = clients.anonymous.post("/api-auth/password/", json={"username": "alice", "password": "alice"})
     assert response.status_code == 200
     token = response.json()["token"]
@@ -414,6 +418,7 @@ def test_password_login_returns_a_working_token(clients: Clients) -> None:
     ids=["wrong-password", "unknown-user", "no-password", "empty"],
 )
 def test_bad_login_is_401(clients: Clients, body: dict[str, str]) -> None:
+    """Homeport shows this exact message on a failed login."""
     response = clients.anonymous.post("/api-auth/password/", json=body)
     assert response.status_code == 401
     assert response.json() == {"detail": "Unable to log in with provided credentials."}
@@ -447,6 +452,7 @@ def test_other_api_routes_answer_an_empty_list(clients: Clients, path: str) -> N
 
 
 def test_head_count_request_gets_the_count_header(clients: Clients) -> None:
+    """Homeport's HEAD count requests only read X-Result-Count."""
     assert clients.alice.request("HEAD", "/api/roles/").headers["x-result-count"] == "0"
 
 
@@ -492,15 +498,18 @@ def assert_default_config(config: dict[str, Any]) -> None:
 
 
 def test_health(clients: Clients) -> None:
+    """Harnesses poll this before running a suite."""
     response = control(clients, "GET", "health")
     assert (response.status_code, response.json()) == (200, {"status": "ok", "spec_version": "8.0.5"})
 
 
 def test_config_defaults(clients: Clients) -> None:
+    """A fresh mock is a healthy, unlimited deployment."""
     assert_default_config(control(clients, "GET", "config").json())
 
 
 def test_config_patch_returns_and_keeps_the_whole_configuration(clients: Clients) -> None:
+    """PATCH answers the whole resulting configuration, which GET then returns too."""
     patched = configure(clients, chat_enabled=False, token_usage={"alice": {"daily": 5, "weekly": 6, "monthly": 7}})
     assert patched == control(clients, "GET", "config").json()
     assert patched["chat_enabled"] is False
@@ -582,6 +591,7 @@ def test_config_patch_merge_rules(clients: Clients, patches: list[dict[str, Any]
 def test_config_patch_rejects_bad_values_per_field_and_changes_nothing(
     clients: Clients, patch: dict[str, Any], fields: set[str]
 ) -> None:
+    """Bad patches get DRF-style per-field errors and are not half-applied."""
     response = control(clients, "PATCH", "config", json=patch)
     assert response.status_code == 400, response.text
     errors = response.json()
@@ -598,6 +608,7 @@ def test_config_patch_boolean_message(clients: Clients) -> None:
 
 @pytest.mark.parametrize("body", [b"[1, 2]", b"not json", b'"x"'])
 def test_config_patch_rejects_a_body_that_is_not_an_object(clients: Clients, body: bytes) -> None:
+    """Only a JSON object is a patch."""
     response = control(clients, "PATCH", "config", content=body, headers={"Content-Type": "application/json"})
     assert response.status_code == 400
     assert_default_config(control(clients, "GET", "config").json())
@@ -639,6 +650,7 @@ def test_journal_records_requests_newest_last(clients: Clients) -> None:
 
 
 def test_journal_limit_returns_newest_entries_oldest_first(clients: Clients) -> None:
+    """`limit` keeps the newest entries, still oldest first; `count` is the whole journal."""
     for path in ("/api/roles/", "/api/chat-threads/", "/api/chat-messages/"):
         clients.alice.get(path)
     answer = journal(clients, limit=2)
@@ -649,12 +661,14 @@ def test_journal_limit_returns_newest_entries_oldest_first(clients: Clients) -> 
 
 @pytest.mark.parametrize("limit", ["abc", "0", "-1"])
 def test_journal_rejects_a_bad_limit(clients: Clients, limit: str) -> None:
+    """`limit` is an integer >= 1."""
     response = control(clients, "GET", "requests", params={"limit": limit})
     assert response.status_code == 400
     assert list(response.json()) == ["limit"]
 
 
 def test_journal_clear_and_sequence_restart(clients: Clients) -> None:
+    """DELETE empties the journal; after a reset the sequence starts at 1 again."""
     clients.alice.get("/api/roles/")
     assert (control(clients, "DELETE", "requests").status_code, journal(clients)["requests"]) == (204, [])
     clients.alice.get("/api/roles/")
@@ -673,6 +687,7 @@ def small_journal_clients() -> Iterator[Clients]:
 
 
 def test_journal_is_bounded(small_journal_clients: Clients) -> None:
+    """The journal drops the oldest entries beyond its capacity."""
     clients = small_journal_clients
     for index in range(5):
         clients.alice.get(f"/api/roles-{index}/")

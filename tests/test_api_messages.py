@@ -43,6 +43,7 @@ def test_injection_fields_are_shown_to_staff_and_support_only(clients: Clients, 
 
 
 def test_is_flagged_filter_works_for_owners_who_cannot_see_the_flag(clients: Clients) -> None:
+    """The filter is allowed for everyone although only staff and support see the flag."""
     thread, flagged = new_pair(clients.alice, MEDIUM)
     new_pair(clients.alice, "Clean", thread_uuid=thread)
     everything = messages_of(clients.alice)
@@ -66,6 +67,7 @@ def test_messages_are_a_plain_unpaginated_array(clients: Clients) -> None:
 
 
 def test_without_thread_filter_all_threads_interleave_by_index(clients: Clients) -> None:
+    """Ordering is by sequence_index only, across all visible threads."""
     first, _ = new_pair(clients.alice, "A1")
     second, _ = new_pair(clients.alice, "B1")
     new_pair(clients.alice, "A2", thread_uuid=first)
@@ -75,6 +77,7 @@ def test_without_thread_filter_all_threads_interleave_by_index(clients: Clients)
 
 
 def test_thread_filter_and_its_spellings(clients: Clients) -> None:
+    """The thread filter accepts the UUID with or without hyphens, in any case."""
     thread, final = new_pair(clients.alice)
     new_pair(clients.alice, "Other thread")
     for spelling in (thread, hyphenated(thread), hyphenated(thread).upper()):
@@ -82,11 +85,13 @@ def test_thread_filter_and_its_spellings(clients: Clients) -> None:
 
 
 def test_malformed_thread_filter_is_400(clients: Clients) -> None:
+    """django-filter rejects a malformed UUID (unlike path lookups, which give 404)."""
     response = clients.alice.get("/api/chat-messages/", params={"thread": "not-a-uuid"})
     assert (response.status_code, response.json()) == (400, {"thread": ["Enter a valid UUID."]})
 
 
 def test_unknown_thread_filter_is_an_empty_list(clients: Clients) -> None:
+    """An unknown thread is an empty result, not an error."""
     new_pair(clients.alice)
     assert messages_of(clients.alice, random_uuid()) == []
 
@@ -103,6 +108,7 @@ def test_visibility_of_another_users_messages(clients: Clients, viewer: str, see
 
 
 def test_alice_never_sees_bobs_messages(clients: Clients) -> None:
+    """History included or not, another user's rows never leak."""
     thread, mine = new_pair(clients.alice)
     new_pair(clients.bob)
     assert {m["uuid"] for m in messages_of(clients.alice)} == set(mine.values())

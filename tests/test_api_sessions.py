@@ -54,6 +54,7 @@ def test_current_is_the_callers_own_session(clients: Clients, name: str) -> None
 
 
 def test_current_is_idempotent_and_never_201(clients: Clients) -> None:
+    """Repeated calls return the same session with 200; only one session exists."""
     answers = [current(clients.alice) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 200]
     assert answers[0].json() == answers[1].json() == answers[2].json()
@@ -67,6 +68,7 @@ def test_current_ignores_field(clients: Clients, fields: list[str]) -> None:
 
 
 def test_the_first_stream_creates_the_session_current_returns(clients: Clients) -> None:
+    """The session is created lazily by the first stream and shared by later threads."""
     assert sessions_of(clients.alice) == []
     thread, _ = new_pair(clients.alice)
     session = current(clients.alice).json()
@@ -87,6 +89,7 @@ def test_list_visibility_newest_first(clients: Clients, viewer: str, sees: list[
 
 @pytest.mark.parametrize(("viewer", "status"), [("alice", 200), ("bob", 404), ("staff", 200), ("support", 200)])
 def test_retrieve_visibility(clients: Clients, viewer: str, status: int) -> None:
+    """Another user's session is 404; staff and support can read any."""
     session = current(clients.alice).json()
     response = user_of(clients, viewer).get(f"{PATH}{session['uuid']}/")
     assert response.status_code == status
@@ -96,6 +99,7 @@ def test_retrieve_visibility(clients: Clients, viewer: str, status: int) -> None
 
 @pytest.mark.parametrize("spelling", UUID_SPELLINGS)
 def test_retrieve_uuid_spellings(clients: Clients, spelling: str) -> None:
+    """Detail lookups accept hyphens and answer unknown or malformed UUIDs with 404."""
     assert_detail_by_spelling(clients.alice, PATH, current(clients.alice).json()["uuid"], spelling)
 
 
@@ -109,6 +113,7 @@ def test_retrieve_uuid_spellings(clients: Clients, spelling: str) -> None:
     ],
 )
 def test_field_restricts_list_and_retrieve(clients: Clients, fields: list[str], expected: set[str]) -> None:
+    """Sparse fieldsets on the list and detail routes (unknown names ignored)."""
     session = current(clients.alice).json()
     assert_field_restriction(clients.alice, PATH, session["uuid"], fields, expected)
     restricted = clients.alice.get(f"{PATH}{session['uuid']}/", params={"field": fields}).json()
@@ -138,6 +143,7 @@ def test_sessions_are_paginated(clients: Clients) -> None:
 
 @pytest.mark.parametrize("page", ["4", "0", "abc"])
 def test_invalid_session_page_is_404(clients: Clients, page: str) -> None:
+    """Sessions use the same pagination errors as threads."""
     for name in ("alice", "bob", "support"):
         current(user_of(clients, name))
     response = clients.staff.get(PATH, params={"page_size": "1", "page": page})

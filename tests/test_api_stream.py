@@ -284,11 +284,13 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("body", "expected"), [b[1:] for b in BAD_BODIES], ids=[b[0] for b in BAD_BODIES])
 def test_bad_body_is_400_with_drf_errors(clients: Clients, body: dict[str, Any], expected: Any) -> None:
+    """Single-field rules first, then the cross-field rules, with DRF's exact wording."""
     response = clients.alice.post("/api/chat/stream/", json=body)
     assert (response.status_code, response.json()) == (400, expected)
 
 
 def test_malformed_json_is_400_parse_error(clients: Clients) -> None:
+    """An unparseable body is DRF's ParseError, not a field error."""
     response = clients.alice.post(
         "/api/chat/stream/", content=b"{not json", headers={"Content-Type": "application/json"}
     )
@@ -351,6 +353,7 @@ def test_null_optionals_and_unknown_keys_mean_a_normal_turn(clients: Clients, ex
     ids=["user-daily", "user-weekly", "user-monthly-zero", "system-daily", "null-means-system"],
 )
 def test_quota_reached_is_409(clients: Clients, patch: dict[str, Any], detail: str) -> None:
+    """At or over any limit the call is refused; other users are not affected."""
     configure(clients, **patch)
     response = clients.alice.post("/api/chat/stream/", json=HI)
     assert (response.status_code, response.json()) == (409, {"detail": detail})
@@ -380,6 +383,7 @@ def test_one_request_may_overshoot_then_the_next_is_refused(clients: Clients) ->
 
 
 def test_usage_counts_every_call_including_titles(clients: Clients) -> None:
+    """Every call adds to all three periods, title calls included."""
     thread, _ = new_pair(clients.alice)
     after_turn = configure(clients)["token_usage"]["alice"]["daily"]
     assert after_turn > 0
@@ -416,12 +420,14 @@ def test_stream_grammar_and_stored_pair_match(clients: Clients, text: str) -> No
 
 
 def test_non_ascii_is_escaped_in_the_stream(clients: Clients) -> None:
+    """Stream lines use ensure_ascii; the stored text keeps the characters."""
     result = ok_stream(clients.alice, input="Grüße aus München — 你好")
     assert result.response.content.isascii()
     assert [m["content"] for m in messages_of(clients.alice) if m["role"] == "user"] == ["Grüße aus München — 你好"]
 
 
 def test_next_turn_gets_indexes_three_and_four(clients: Clients) -> None:
+    """A follow-up in the same thread continues the numbering and is linked to the stream's UUIDs."""
     thread, first = new_pair(clients.alice)
     result = ok_stream(clients.alice, input="And then?", thread_uuid=thread)
     assert result.thread_uuid == thread
@@ -437,6 +443,7 @@ def test_next_turn_gets_indexes_three_and_four(clients: Clients) -> None:
 
 
 def test_hyphenated_thread_uuid_is_accepted(clients: Clients) -> None:
+    """Body UUIDs may carry hyphens (any case); output is always 32 hex."""
     thread, _ = new_pair(clients.alice)
     result = ok_stream(clients.alice, input="More", thread_uuid=hyphenated(thread).upper())
     assert result.thread_uuid == thread
@@ -444,6 +451,7 @@ def test_hyphenated_thread_uuid_is_accepted(clients: Clients) -> None:
 
 
 def test_turn_into_thread_updates_modified_not_created(clients: Clients) -> None:
+    """Persisting a turn touches the thread."""
     thread, _ = new_pair(clients.alice)
     before = thread_of(clients.alice, thread)
     new_pair(clients.alice, "Again", thread_uuid=thread)
@@ -453,6 +461,7 @@ def test_turn_into_thread_updates_modified_not_created(clients: Clients) -> None
 
 
 def test_new_thread_creates_the_session_lazily(clients: Clients) -> None:
+    """The first stream creates the caller's one session."""
     thread, _ = new_pair(clients.alice)
     session = clients.alice.get("/api/chat-sessions/current/").json()
     assert thread_of(clients.alice, thread)["chat_session"] == session["uuid"]
@@ -553,11 +562,13 @@ def test_only_the_owner_can_stream_into_a_thread(clients: Clients, who: str, fie
 
 @pytest.mark.parametrize("field", ["thread_uuid", "update_thread_name"])
 def test_unknown_thread_is_404(clients: Clients, field: str) -> None:
+    """Thread resolution fails with the stream's own 404 message."""
     response = clients.alice.post("/api/chat/stream/", json={"input": "Hi", field: random_uuid()})
     assert (response.status_code, response.json()) == (404, THREAD_NOT_FOUND)
 
 
 def test_streaming_into_an_archived_thread_is_allowed_and_keeps_it_archived(clients: Clients) -> None:
+    """There is no is_archived check in the stream."""
     thread, _ = new_pair(clients.alice)
     assert clients.alice.post(f"/api/chat-threads/{thread}/archive/").status_code == 204
     new_pair(clients.alice, "Still here?", thread_uuid=thread)
@@ -570,6 +581,7 @@ def reload(client: Client, thread: str, text: str = "Hi") -> Any:
 
 
 def test_reload_replaces_the_last_assistant_message(clients: Clients) -> None:
+    """Same index, `replaces` set, input not stored, final record with the assistant UUID only."""
     thread, first = new_pair(clients.alice, "Question")
     result = reload(clients.alice, thread, "Question again")
     assert result.thread_uuid == thread
@@ -587,6 +599,7 @@ def test_reload_replaces_the_last_assistant_message(clients: Clients) -> None:
 
 
 def test_reload_twice_chains_replacements_and_next_turn_continues_numbering(clients: Clients) -> None:
+    """Each reload replaces the active answer; the next index is taken over all rows."""
     thread, first = new_pair(clients.alice)
     second = reload(clients.alice, thread).final["assistant_message_uuid"]
     third = reload(clients.alice, thread).final["assistant_message_uuid"]
@@ -642,6 +655,7 @@ def two_turns(client: Client) -> tuple[str, dict[str, str], dict[str, str]]:
 
 
 def test_edit_replaces_the_user_message_and_the_answer(clients: Clients) -> None:
+    """Both new rows keep the indexes of the rows they replace; message_count counts all rows."""
     thread, first, second = two_turns(clients.alice)
     response = edit(clients.alice, thread, hyphenated(second["user_message_uuid"]), "  Two, edited ")
     assert response.status_code == 200
@@ -663,6 +677,7 @@ def test_edit_replaces_the_user_message_and_the_answer(clients: Clients) -> None
 
 
 def test_the_replacement_can_be_edited_again(clients: Clients) -> None:
+    """After an edit, the new user row is the last active one."""
     thread, first = new_pair(clients.alice)
     edited = edit(clients.alice, thread, first["user_message_uuid"], "v2")
     again = edit(clients.alice, thread, json.loads(edited.text.splitlines()[-1])["m"]["user_message_uuid"], "v3")
@@ -702,12 +717,14 @@ def test_edit_refusals(clients: Clients, target: str, expected: tuple[int, Any])
 
 @pytest.mark.parametrize("who", ["bob", "staff"])
 def test_edit_in_another_users_thread_is_thread_not_found(clients: Clients, who: str) -> None:
+    """Thread ownership is checked before the message, staff included."""
     thread, first = new_pair(clients.alice)
     response = edit(user_of(clients, who), thread, first["user_message_uuid"])
     assert (response.status_code, response.json()) == (404, THREAD_NOT_FOUND)
 
 
 def test_edit_with_medium_injection_flags_the_new_row_and_still_answers(clients: Clients) -> None:
+    """Low and medium injections in an edit are flagged but not blocked."""
     thread, first = new_pair(clients.alice)
     response = edit(clients.alice, thread, first["user_message_uuid"], MEDIUM)
     assert response.status_code == 200
@@ -720,6 +737,7 @@ def test_edit_with_medium_injection_flags_the_new_row_and_still_answers(clients:
 
 # -- update_thread_name (section 3.6) ----------------------------------------------------------
 def test_title_call_renames_and_persists_nothing(clients: Clients) -> None:
+    """No m records, no rows, no new thread; the name is the stripped reply and modified does not move."""
     thread, _ = new_pair(clients.alice)
     before = thread_of(clients.alice, thread)
     stored_before = messages_of(clients.alice, include_history="true")
@@ -736,6 +754,7 @@ def test_title_call_renames_and_persists_nothing(clients: Clients) -> None:
 
 
 def test_title_wins_over_thread_uuid(clients: Clients) -> None:
+    """With both fields, only the title thread is touched."""
     renamed, _ = new_pair(clients.alice)
     other, _ = new_pair(clients.alice)
     result = ok_stream(clients.alice, input="Title please", update_thread_name=renamed, thread_uuid=other)
@@ -747,6 +766,7 @@ def test_title_wins_over_thread_uuid(clients: Clients) -> None:
 
 
 def test_long_title_is_cut_to_150(clients: Clients) -> None:
+    """The name is the stripped reply cut to 150 characters (the model's maximum)."""
     thread, _ = new_pair(clients.alice)
     result = ok_stream(clients.alice, input="word " * 200, update_thread_name=hyphenated(thread))
     name = thread_of(clients.alice, thread)["name"]
@@ -765,6 +785,7 @@ def test_blocked_title_prompt_becomes_the_refusal(clients: Clients) -> None:
 
 # -- injection (sections 4.2-4.6) --------------------------------------------------------------
 def test_blocked_input_gets_the_canned_reply_and_flags_the_thread(clients: Clients) -> None:
+    """Critical input is answered with the refusal and flags the user row and the thread."""
     result = ok_stream(clients.alice, input=INJECTION)
     assert result.text.startswith(CANNED)
     stored = by_uuid(messages_of(clients.staff, result.thread_uuid))
@@ -783,6 +804,7 @@ def test_blocked_input_gets_the_canned_reply_and_flags_the_thread(clients: Clien
 
 
 def test_medium_input_is_flagged_but_answered(clients: Clients) -> None:
+    """Medium input is flagged with its score and categories but still answered."""
     result = ok_stream(clients.alice, input=MEDIUM)
     assert not result.text.startswith(CANNED)
     user = by_uuid(messages_of(clients.staff))[result.final["user_message_uuid"]]
@@ -795,6 +817,7 @@ def test_medium_input_is_flagged_but_answered(clients: Clients) -> None:
 
 
 def test_thread_flags_keep_the_maximum_score(clients: Clients) -> None:
+    """Thread flags hold the maximum score over flagged rows; lower or clean turns do not lower it."""
     thread, _ = new_pair(clients.alice, MEDIUM)
     assert thread_of(clients.alice, thread)["flags"] == {"is_flagged": True, "max_injection_score": 0.65}
     new_pair(clients.alice, INJECTION, thread_uuid=thread)
@@ -806,6 +829,7 @@ def test_thread_flags_keep_the_maximum_score(clients: Clients) -> None:
 
 
 def test_clean_input_leaves_no_flags(clients: Clients) -> None:
+    """Unflagged rows keep the defaults: false, 0.0, none, []."""
     thread, final = new_pair(clients.alice, "What is Waldur?")
     assert {k: thread_of(clients.alice, thread)[k] for k in ("flags", "is_flagged", "max_severity")} == {
         "flags": {},

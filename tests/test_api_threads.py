@@ -68,6 +68,7 @@ def archive(client: Client, thread: str, action: str = "archive", **kwargs: Any)
 
 # -- shape and visibility ----------------------------------------------------------------------
 def test_thread_fields(clients: Clients) -> None:
+    """All twelve fields with their values for a fresh two-message thread; list and detail agree."""
     thread, _ = new_pair(clients.alice)
     listed = threads_of(clients.alice)
     assert listed == [thread_of(clients.alice, thread)]
@@ -93,12 +94,14 @@ def test_thread_fields(clients: Clients) -> None:
     [("alice", {"alice"}), ("bob", {"bob"}), ("staff", {"alice", "bob"}), ("support", {"alice", "bob"})],
 )
 def test_list_visibility(app: MockApp, clients: Clients, viewer: str, sees: set[str]) -> None:
+    """Users list their own threads; staff and support list everyone's."""
     owned = {"alice": seed_threads(app, "alice", 1)[0], "bob": seed_threads(app, "bob", 1)[0]}
     assert set(uuids(threads_of(user_of(clients, viewer)))) == {owned[name] for name in sees}
 
 
 @pytest.mark.parametrize(("viewer", "status"), [("alice", 200), ("bob", 404), ("staff", 200), ("support", 200)])
 def test_retrieve_visibility(app: MockApp, clients: Clients, viewer: str, status: int) -> None:
+    """Another user's thread is 404; staff and support can read any."""
     (thread,) = seed_threads(app, "alice", 1)
     response = user_of(clients, viewer).get(f"{PATH}{thread}/")
     assert response.status_code == status
@@ -108,12 +111,14 @@ def test_retrieve_visibility(app: MockApp, clients: Clients, viewer: str, status
 
 @pytest.mark.parametrize("spelling", UUID_SPELLINGS)
 def test_retrieve_uuid_spellings(app: MockApp, clients: Clients, spelling: str) -> None:
+    """Detail lookups accept hyphens and answer unknown or malformed UUIDs with 404."""
     (thread,) = seed_threads(app, "alice", 1)
     assert_detail_by_spelling(clients.alice, PATH, thread, spelling)
 
 
 # -- archive and unarchive (section 3.7) ------------------------------------------------------
 def test_archive_and_unarchive_are_204_and_idempotent(app: MockApp, clients: Clients) -> None:
+    """Repeating either action is harmless; archived threads stay listed by default."""
     (thread,) = seed_threads(app, "alice", 1)
     steps = (("archive", True), ("archive", True), ("unarchive", False), ("unarchive", False))
     for index, (action, archived) in enumerate(steps):
@@ -150,6 +155,7 @@ def test_archive_ignores_the_body(app: MockApp, clients: Clients, content: bytes
 @pytest.mark.parametrize(("viewer", "status"), [("alice", 204), ("bob", 404), ("staff", 204), ("support", 204)])
 @pytest.mark.parametrize("action", ["archive", "unarchive"])
 def test_who_may_archive(app: MockApp, clients: Clients, viewer: str, status: int, action: str) -> None:
+    """Owners, staff and support may archive and unarchive; others get 404 and nothing changes."""
     (thread,) = seed_threads(app, "alice", 1)
     if action == "unarchive":
         archive(clients.alice, thread)
@@ -160,6 +166,7 @@ def test_who_may_archive(app: MockApp, clients: Clients, viewer: str, status: in
 
 @pytest.mark.parametrize("thread", [random_uuid(), "not-a-uuid"])
 def test_archive_unknown_thread_is_404(clients: Clients, thread: str) -> None:
+    """Unknown or malformed UUIDs are 404, not 400."""
     assert clients.alice.post(f"{PATH}{thread}/archive/").status_code == 404
 
 
@@ -178,6 +185,7 @@ def expected_for(value: str, when_true: list[str], when_false: list[str], otherw
 
 @pytest.mark.parametrize("value", TRUE_VALUES + FALSE_VALUES + IGNORED_VALUES)
 def test_is_archived_filter(app: MockApp, clients: Clients, value: str) -> None:
+    """Only the NullBooleanSelect spellings filter; anything else is ignored."""
     archived, *_ = seed_threads(app, "alice", 3)
     archive(clients.alice, archived)
     everything = uuids(threads_of(clients.alice))
@@ -187,6 +195,7 @@ def test_is_archived_filter(app: MockApp, clients: Clients, value: str) -> None:
 
 @pytest.mark.parametrize("value", TRUE_VALUES + FALSE_VALUES + IGNORED_VALUES)
 def test_is_flagged_filter(clients: Clients, value: str) -> None:
+    """Same lenient boolean as is_archived, over flags.is_flagged."""
     clean, _ = new_pair(clients.alice, "Clean")
     flagged, _ = new_pair(clients.alice, MEDIUM)
     expected = expected_for(value, [flagged], [clean], [flagged, clean])
@@ -216,6 +225,7 @@ def test_max_severity_bands(clients: Clients) -> None:
 
 
 def test_invalid_max_severity_is_400(clients: Clients) -> None:
+    """django-filter's choice error, naming the bad value."""
     response = clients.alice.get(PATH, params={"max_severity": "x"})
     assert (response.status_code, response.json()) == (
         400,
@@ -259,6 +269,7 @@ def test_date_filters_match_the_utc_calendar_date_exactly(
 
 
 def test_date_filter_matches_todays_threads(clients: Clients) -> None:
+    """An exact date match: neither the day before nor the day after matches."""
     thread, _ = new_pair(clients.alice)
     day = date.fromisoformat(thread_of(clients.alice, thread)["created"][:10])
     for name in ("created", "modified"):
@@ -270,6 +281,7 @@ def test_date_filter_matches_todays_threads(clients: Clients) -> None:
 @pytest.mark.parametrize("name", ["created", "modified"])
 @pytest.mark.parametrize("value", ["2026-13-01", "yesterday", "2026-02-30"])
 def test_bad_date_is_400(clients: Clients, name: str, value: str) -> None:
+    """django-filter's date error for either field."""
     response = clients.alice.get(PATH, params={name: value})
     assert (response.status_code, response.json()) == (400, {name: ["Enter a valid date."]})
 
@@ -298,6 +310,7 @@ def test_query_matches_name_and_owner_fields(app: MockApp, clients: Clients, tex
 
 
 def test_query_matches_a_renamed_thread_not_message_content(clients: Clients) -> None:
+    """The name is searched (case-insensitively), message content is not."""
     renamed, _ = new_pair(clients.alice, "xyzzy in the message")
     other, _ = new_pair(clients.alice)
     ok_stream(clients.alice, input="Pick a title", update_thread_name=renamed)
@@ -310,6 +323,7 @@ def test_query_matches_a_renamed_thread_not_message_content(clients: Clients) ->
 
 
 def test_a_thread_matching_several_fields_is_listed_once(app: MockApp, clients: Clients) -> None:
+    """Matches over several fields are de-duplicated, in the body and in the count."""
     (thread,) = seed_threads(app, "alice", 1)
     response = clients.alice.get(PATH, params={"query": "a"})
     assert (uuids(response.json()), response.headers["x-result-count"]) == ([thread], "1")
@@ -328,6 +342,7 @@ def test_user_filter(app: MockApp, clients: Clients, viewer: str, owner: str, sp
 
 
 def test_malformed_user_filter_is_400(clients: Clients) -> None:
+    """A UUID filter rejects a malformed value."""
     response = clients.staff.get(PATH, params={"user": "alice"})
     assert response.status_code == 400
     assert list(response.json()) == ["user"]
@@ -356,6 +371,7 @@ def test_ordering(clients: Clients, o: str | None, order: list[int]) -> None:
 
 @pytest.mark.parametrize("o", ["name", "-created,bogus", "uuid"])
 def test_invalid_ordering_is_400(clients: Clients, o: str) -> None:
+    """Only created/modified with an optional minus are orderings."""
     response = clients.alice.get(PATH, params={"o": o})
     assert response.status_code == 400
     assert list(response.json()) == ["o"]
@@ -375,12 +391,14 @@ FIELD_CASES = [
 def test_field_restricts_list_and_retrieve(
     app: MockApp, clients: Clients, fields: list[str], expected: set[str]
 ) -> None:
+    """Sparse fieldsets on the list and detail routes (unknown names ignored)."""
     (thread,) = seed_threads(app, "alice", 1)
     assert_field_restriction(clients.alice, PATH, thread, fields, expected)
 
 
 # -- pagination (section 6.1) ----------------------------------------------------------------
 def test_default_page_size_is_10_with_links(app: MockApp, clients: Clients) -> None:
+    """Ten per page, newest first, with the total and the Link header."""
     made = seed_threads(app, "alice", 12)
     response = clients.alice.get(PATH)
     assert (uuids(response.json()), response.headers["x-result-count"]) == (made[:10], "12")
@@ -389,6 +407,7 @@ def test_default_page_size_is_10_with_links(app: MockApp, clients: Clients) -> N
 
 @pytest.mark.parametrize("page", ["2", "last"])
 def test_last_page(app: MockApp, clients: Clients, page: str) -> None:
+    """`page=last` is the last page; page 2's prev link has no page parameter."""
     made = seed_threads(app, "alice", 12)
     response = clients.alice.get(PATH, params={"page": page})
     assert (uuids(response.json()), response.headers["x-result-count"]) == (made[10:], "12")
@@ -396,6 +415,7 @@ def test_last_page(app: MockApp, clients: Clients, page: str) -> None:
 
 
 def test_links_keep_other_parameters(app: MockApp, clients: Clients) -> None:
+    """Links keep the filters and page_size and only change page."""
     made = seed_threads(app, "alice", 12)
     response = clients.alice.get(PATH, params={"page_size": "4", "page": "2", "is_archived": "false"})
     assert uuids(response.json()) == made[4:8]
@@ -415,6 +435,7 @@ def test_links_keep_other_parameters(app: MockApp, clients: Clients) -> None:
 
 
 def test_single_and_empty_pages_link_without_page(app: MockApp, clients: Clients) -> None:
+    """With one page, first and last are the URL without page."""
     empty = clients.alice.get(PATH)
     assert (empty.json(), empty.headers["x-result-count"]) == ([], "0")
     assert_links(empty, PATH, {"first": {}, "last": {}})
@@ -426,24 +447,28 @@ def test_single_and_empty_pages_link_without_page(app: MockApp, clients: Clients
 
 @pytest.mark.parametrize("page", ["0", "3", "-1", "abc", "1.5"])
 def test_invalid_page_is_404(app: MockApp, clients: Clients, page: str) -> None:
+    """Out of range or unparsable pages are 404 'Invalid page.'."""
     seed_threads(app, "alice", 12)
     response = clients.alice.get(PATH, params={"page": page})
     assert (response.status_code, response.json()) == (404, INVALID_PAGE)
 
 
 def test_page_two_of_an_empty_list_is_404(clients: Clients) -> None:
+    """An empty list has exactly one (empty) page."""
     response = clients.alice.get(PATH, params={"page": "2"})
     assert (response.status_code, response.json()) == (404, INVALID_PAGE)
 
 
 @pytest.mark.parametrize(("page_size", "count"), [("5", 5), ("0", 10), ("-3", 10), ("abc", 10), ("12", 12)])
 def test_page_size(app: MockApp, clients: Clients, page_size: str, count: int) -> None:
+    """Invalid or non-positive page sizes fall back to 10."""
     seed_threads(app, "alice", 13)
     response = clients.alice.get(PATH, params={"page_size": page_size})
     assert (len(response.json()), response.headers["x-result-count"]) == (count, "13")
 
 
 def test_page_size_is_capped_at_300(app: MockApp, clients: Clients) -> None:
+    """Larger page sizes are capped at 300, not rejected."""
     seed_threads(app, "alice", 301)
     response = clients.alice.get(PATH, params={"page_size": "1000"})
     assert (len(response.json()), response.headers["x-result-count"]) == (300, "301")
@@ -459,6 +484,7 @@ def test_page_size_is_capped_at_300(app: MockApp, clients: Clients) -> None:
 
 
 def test_count_is_after_filtering_and_filter_errors_come_first(app: MockApp, clients: Clients) -> None:
+    """X-Result-Count counts the filtered set; filter errors win over page errors."""
     archived, *_ = seed_threads(app, "alice", 3)
     archive(clients.alice, archived)
     response = clients.alice.get(PATH, params={"is_archived": "false"})

@@ -23,9 +23,8 @@ from mockserver.engine.pacing import Pacer, Timing, count_tokens
 from mockserver.engine.records import UPSTREAM_INTERRUPTED, Record
 from mockserver.engine.scripted import ScriptedEngine
 from mockserver.engine.scripts import ScriptSet, load_scripts_text
-from mockserver.engine.tools import ToolExecutor, load_resources
 from tests.support import Client, Clients
-from tests.test_engine_parser import RESOURCES_FILE
+from tests.test_engine_parser import fixture_tools
 from tests.test_engine_scripts import (
     QUESTION,
     assert_bound_stream,
@@ -171,7 +170,7 @@ def test_bad_selector_on_an_existing_thread_stores_nothing_more(clients: Clients
 # -- precedence: script, then global config, then header (docs/scripts.md) ----------------------
 @pytest.mark.parametrize(
     ("config", "header", "after"),
-    [({}, None, 10), ({"upstream_error_after_chunks": 2}, None, 2), ({"upstream_error_after_chunks": 2}, "3", 3)],
+    [({}, None, 12), ({"upstream_error_after_chunks": 2}, None, 2), ({"upstream_error_after_chunks": 2}, "3", 3)],
     ids=["script", "global-over-script", "header-over-global"],
 )
 def test_fault_precedence(clients: Clients, config: dict[str, int], header: str | None, after: int) -> None:
@@ -242,9 +241,7 @@ def run_slow_script(faults: Faults, speed: float) -> tuple[list[StreamItem], lis
         stored.append(text)
         return {"m": {"user_message_uuid": "1" * 32, "assistant_message_uuid": "2" * 32}}
 
-    engine = ScriptedEngine(
-        ScriptSet(load_scripts_text(SLEEP_SCRIPTS, "slow.yaml")), ToolExecutor(load_resources(RESOURCES_FILE))
-    )
+    engine = ScriptedEngine(ScriptSet(load_scripts_text(SLEEP_SCRIPTS, "slow.yaml")), fixture_tools())
     request = ReplyRequest(input="q", scenario="slow", faults=faults, speed=speed)
 
     async def collect() -> list[StreamItem]:

@@ -9,6 +9,7 @@ itself is checked separately. The helpers at the top are shared with
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -35,9 +36,15 @@ Chunker = Callable[[str], list[str]]
 
 
 # -- helpers shared with test_engine_properties.py ----------------------------------------------
+@functools.cache
+def fixture_tools() -> ToolExecutor:
+    """The real tool executor over fixtures/resources.yaml (read once: property tests call this a lot)."""
+    return ToolExecutor(load_resources(RESOURCES_FILE))
+
+
 def tool_runner(username: str = "alice") -> Callable[[str], Record | None]:
-    """The real tool executor over the fixture resources, as the engine wires it."""
-    return ToolExecutor(load_resources(RESOURCES_FILE)).runner(username)
+    """The tool runner as the engine wires it for one user."""
+    return fixture_tools().runner(username)
 
 
 def feed_all(chunks: Iterable[str], username: str = "alice") -> list[Record]:

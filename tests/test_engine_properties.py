@@ -22,11 +22,10 @@ from mockserver.engine.parser import StreamParser
 from mockserver.engine.records import Record, encode_record, markdown
 from mockserver.engine.scripted import ScriptedEngine
 from mockserver.engine.scripts.model import Script, ScriptSet
-from mockserver.engine.tools import ToolExecutor, load_resources
-from tests.test_engine_parser import RESOURCES_FILE, feed_all, join_markdown, short_markdown_problems, tool_runner
+from tests.test_engine_parser import feed_all, fixture_tools, join_markdown, short_markdown_problems, tool_runner
 
-PROPERTY_SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-ENGINE_SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+PROPERTY_SETTINGS = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+ENGINE_SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Pieces that exercise the parser's states: fences (whole and partial), tags, tool JSON, unicode.
 FRAGMENTS = st.sampled_from(
@@ -147,7 +146,7 @@ def run_engine(script: Script, faults: Faults = NO_FAULTS) -> tuple[list[StreamI
         stored.append(text)
         return {"m": {"user_message_uuid": "u" * 32, "assistant_message_uuid": "a" * 32}}
 
-    engine = ScriptedEngine(ScriptSet([script]), ToolExecutor(load_resources(RESOURCES_FILE)))
+    engine = ScriptedEngine(ScriptSet([script]), fixture_tools())
     request = ReplyRequest(input="question", username="alice", scenario=script.name, faults=faults, speed=0)
     frame = StreamFrame({"m": {"thread_uuid": "t" * 32}}, finish)
 
@@ -158,7 +157,7 @@ def run_engine(script: Script, faults: Faults = NO_FAULTS) -> tuple[list[StreamI
 
 
 def text_script(text: str, size: int) -> Script:
-    return Script(name="prop", source="<test>:1", text=text, chunking=size)
+    return Script(name="prop", file="<test>", line=1, text=text, chunking=size)
 
 
 @ENGINE_SETTINGS

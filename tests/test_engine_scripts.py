@@ -24,9 +24,9 @@ from mockserver.engine.pacing import split_text
 from mockserver.engine.records import CANNED_REFUSAL, UPSTREAM_INTERRUPTED, Record
 from mockserver.engine.scripted import ScriptedEngine
 from mockserver.engine.scripts import ScriptError, ScriptSet, load_script_dir, load_scripts_text
-from mockserver.engine.tools import TABLE_HEADERS, ToolExecutor, load_resources
+from mockserver.engine.tools import TABLE_HEADERS
 from tests.support import Client, Clients
-from tests.test_engine_parser import RESOURCES_FILE, expected_rows, short_markdown_problems
+from tests.test_engine_parser import expected_rows, fixture_tools, short_markdown_problems
 
 DEFAULT_SCRIPTS_FILE = Path(__file__).resolve().parents[1] / "fixtures" / "scripts" / "default.yaml"
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -443,9 +443,7 @@ def test_valid_literal_script_is_accepted_and_streamed(app: MockApp, clients: Cl
 def test_dry_run_refuses_a_script_whose_output_breaks_the_validator() -> None:
     """`check` dry-runs text scripts through the parser: a refused record names the script's file and line."""
     text = GOOD_FIRST + '  - name: coder\n    reply: {text: "See:\\n```sh\\nls\\n```\\n", chunking: {size: 3}}\n'
-    engine = ScriptedEngine(
-        ScriptSet(load_scripts_text(text, "dry.yaml")), ToolExecutor(load_resources(RESOURCES_FILE))
-    )
+    engine = ScriptedEngine(ScriptSet(load_scripts_text(text, "dry.yaml")), fixture_tools())
     with pytest.raises(ScriptError) as caught:
         engine.check(lambda record: ["no code here"] if record.get("k") == "code" else [])
     assert (caught.value.source, caught.value.line) == ("dry.yaml", 4), str(caught.value)

@@ -18,7 +18,8 @@ from openapi_spec_validator import validate
 
 from mockserver.openapi.loader import CONTROL_SPEC, WALDUR_SPEC, SpecIndex
 
-REFERENCE_DIR = Path(os.environ.get("WALDUR_REFERENCE_DIR", Path(__file__).resolve().parents[2] / "shared" / "reference"))
+DEFAULT_REFERENCE_DIR = Path(__file__).resolve().parents[2] / "shared" / "reference"
+REFERENCE_DIR = Path(os.environ.get("WALDUR_REFERENCE_DIR", DEFAULT_REFERENCE_DIR))
 REFERENCE_SPEC = REFERENCE_DIR / "openapi" / "waldur-8.0.5-chat.yaml"
 
 DOC_OPERATIONS = {

@@ -98,7 +98,7 @@ def _script_json(script: Script) -> dict[str, Any]:
     return {
         "name": script.name,
         "description": script.description,
-        "source": script.source,
+        "source": script.where,
         "matches": script.match is not None,
         "faults": script.faults.as_dict(),
     }

@@ -3,7 +3,7 @@
 Upstream faults happen inside the simulated LLM (an error after N chunks, a stall);
 wire faults happen on the HTTP body (a slow first byte, a malformed line, a dropped
 connection after N records). Later sources override earlier ones field by field:
-global config, then the script, then the request header.
+the script's own faults, then global config, then the request header.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from mockserver.engine.tools import ToolExecutor
 # With usable history Waldur still calls the upstream, asking for a polite refusal.
 CONTEXT_AWARE_REFUSAL = Script(
     name="context-aware-refusal",
-    source="<built-in>",
+    file="<built-in>",
     text=(
         "I'm sorry, but I cannot help with that specific request. Is there anything else about Waldur I can do for you?"
     ),
@@ -206,13 +206,8 @@ def _drain_instantly(records: AsyncIterator[Record]) -> list[Record]:
 def _refuse_invalid(script: Script, record: Record, validate: RecordCheck, line: int | None) -> None:
     problems = validate(record)
     if problems:
-        source, _, script_line = script.source.rpartition(":")
-        at = line or (int(script_line) if script_line.isdigit() else None)
-        raise ScriptError(
-            source or script.source,
-            at,
-            f"script {script.name!r} would send an invalid record {_short(record)}: {problems[0]}",
-        )
+        reason = f"script {script.name!r} would send an invalid record {_short(record)}: {problems[0]}"
+        raise ScriptError(script.file, line or script.line, reason)
 
 
 def _short(record: Any) -> str:

@@ -89,7 +89,8 @@ class _Reader:
             raise self.fail(node.get("faults", node), f"script {name!r}: {exc}") from None
         common: dict[str, Any] = {
             "name": name,
-            "source": f"{self.source}:{node.line}",
+            "file": self.source,
+            "line": node.line,
             "match": self.match(node["match"], name) if "match" in node else None,
             "faults": faults,
             "description": str(node.get("description", "")),
@@ -239,11 +240,16 @@ def load_script_dir(path: Path = DEFAULT_SCRIPT_DIR) -> list[Script]:
         except OSError as exc:
             raise ScriptError(str(file), None, f"cannot read: {exc.strerror}") from None
         scripts.extend(load_scripts_text(text, str(file)))
-    seen: dict[str, str] = {}
-    for script in scripts:
-        if script.name in seen:
-            raise ScriptError(
-                script.source, None, f"duplicate script name {script.name!r} (first at {seen[script.name]})"
-            )
-        seen[script.name] = script.source
+    check_unique(scripts)
     return scripts
+
+
+def check_unique(scripts: list[Script]) -> None:
+    """Names select scenarios, so two scripts may not share one."""
+    seen: dict[str, Script] = {}
+    for script in scripts:
+        first = seen.setdefault(script.name, script)
+        if first is not script:
+            raise ScriptError(
+                script.file, script.line, f"duplicate script name {script.name!r} (first at {first.where})"
+            )

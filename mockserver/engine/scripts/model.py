@@ -64,7 +64,8 @@ class LiteralStep:
 @dataclass(frozen=True)
 class Script:
     name: str
-    source: str  # file:line, for messages
+    file: str  # where the script was written, for messages
+    line: int | None = None
     match: Match | None = None  # None: selectable by name only
     text: str | None = None
     chunking: str | int = "token"
@@ -73,6 +74,10 @@ class Script:
     timing: Timing = field(default_factory=Timing)
     faults: Faults = NO_FAULTS
     description: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}" if self.line else self.file
 
     @property
     def literal(self) -> bool:
