@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver.api.boot import BootEndpoints
 from mockserver.api.context import Call, Handler, Services
@@ -40,7 +40,16 @@ class SpecRouter:
             response = await self._dispatch(request)
         except ApiError as error:
             response = error_response(error)
-        await response(scope, receive, send)
+        allow = self._allow(request.url.path)
+        await response(scope, receive, _with_header(send, b"allow", allow) if allow else send)
+
+    def _allow(self, path: str) -> bytes | None:
+        """DRF puts `Allow` on every response of a view: its methods, then OPTIONS."""
+        found = self.spec.find(path)
+        if found is not None:
+            methods = [m for m in DRF_METHOD_ORDER if m in found[0].operations]
+            return ", ".join([*methods, "OPTIONS"]).encode()
+        return b"OPTIONS" if self.spec.is_refused(path) else None
 
     async def _dispatch(self, request: Request) -> ASGIApp:
         path, method = request.url.path, request.method
@@ -69,6 +78,18 @@ class SpecRouter:
         if request.method == "OPTIONS" and route is not None:
             return json_response(_metadata(route))
         raise MethodNotAllowed(request.method)
+
+
+DRF_METHOD_ORDER = ("GET", "POST", "PUT", "PATCH", "DELETE")
+
+
+def _with_header(send: Send, name: bytes, value: bytes) -> Send:
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message.get("headers", []), (name, value)]}
+        await send(message)
+
+    return sending
 
 
 def _metadata(route: PathRoute) -> dict[str, object]:

@@ -74,6 +74,8 @@ def body_errors(errors: Iterable[SchemaError], body: Any) -> FieldErrors | None:
     if not isinstance(body, dict):
         return {"non_field_errors": [f"Invalid data. Expected a dictionary, but got {_kind(body)}."]}
     for error in errors:
+        if "then" in error.absolute_schema_path:
+            continue  # cross-field rules: the serializer's validate(), run after the fields (chat service)
         if error.validator == "required" and not error.path:
             for name in error.validator_value:
                 if name not in body:

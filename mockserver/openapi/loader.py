@@ -54,6 +54,7 @@ class Operation:
     streams: bool = False  # answers application/x-ndjson
     body_media_types: frozenset[str] = frozenset()
     trimmed_fields: frozenset[str] = frozenset()  # body fields DRF strips before validating
+    nullable_fields: frozenset[str] = frozenset()  # in a form body, DRF reads "" as null for these
 
 
 @dataclass(frozen=True)
@@ -127,12 +128,26 @@ class SpecIndex:
         return sorted(routes, key=lambda r: (r.template.count("{"), r.template))
 
     def _body_facts(self, spec_op: dict[str, Any]) -> dict[str, frozenset[str]]:
-        content = self.resolve(spec_op.get("requestBody", {})).get("content", {})
+        body = self.resolve(spec_op.get("requestBody", {}))
+        content = body.get("content", {})
         trimmed: set[str] = set()
+        nullable: set[str] = set()
         for media in content.values():
             properties = self.resolve(media.get("schema", {})).get("properties", {})
             trimmed |= {name for name, prop in properties.items() if prop.get("x-waldur-trim-whitespace")}
-        return {"body_media_types": frozenset(content), "trimmed_fields": frozenset(trimmed)}
+            nullable |= {name for name, prop in properties.items() if self._admits_null(prop)}
+        return {
+            "body_media_types": frozenset([*content, *body.get("x-waldur-also-accepts", [])]),
+            "trimmed_fields": frozenset(trimmed),
+            "nullable_fields": frozenset(nullable),
+        }
+
+    def _admits_null(self, schema: dict[str, Any]) -> bool:
+        schema = self.resolve(schema)
+        declared = schema.get("type")
+        if declared == "null" or (isinstance(declared, list) and "null" in declared) or None in schema.get("enum", []):
+            return True
+        return any(self._admits_null(part) for part in schema.get("oneOf", []) + schema.get("anyOf", []))
 
     def resolve(self, node: dict[str, Any]) -> dict[str, Any]:
         """Follow a local `$ref` (one level at a time until a concrete node)."""

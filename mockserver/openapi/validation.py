@@ -168,8 +168,10 @@ class RequestValidator:
         media = request.content_type.split(";")[0].strip().lower()
         raw = request.body or b""
         if media == FORM and FORM in operation.body_media_types:
-            check.body = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
-        elif "json" in media:
+            form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+            # DRF's Field.get_value: in form data an empty value of a nullable field is null.
+            check.body = {k: None if v == "" and k in operation.nullable_fields else v for k, v in form.items()}
+        elif media == "application/json" or media.endswith("+json"):
             try:
                 check.body = json.loads(raw)
             except ValueError as exc:

@@ -1,0 +1,265 @@
+"""Schema conformance (part 1): schemathesis over every operation, all phases, all checks.
+
+The spec is adapted in memory before schemathesis sees it:
+- an NDJSON body is read as the array of its lines and each line is validated against
+  the record schema (schemathesis validates a stream against the media schema whole);
+- negative cases that only mutated parameters the real server treats leniently
+  (`x-waldur-on-invalid`) do not count as "accepted invalid data";
+- authentication is configured for the `tokenAuth` scheme, so negative cases stay meaningful;
+- positive stream calls are capped by the run's stream budget and marked with the prefix.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import schemathesis
+import yaml
+from schemathesis.core.failures import AcceptedNegativeData
+from schemathesis.engine import Status, events, from_schema
+
+from mockserver.contract.behaviour import MARK, Budget
+from mockserver.contract.findings import CheckResult, Step
+
+NDJSON = "application/x-ndjson"
+LENIENT = "x-waldur-on-invalid"
+STREAM_OPERATION = "chat_stream"
+
+
+@schemathesis.deserializer(NDJSON)
+def _ndjson(ctx: Any, response: Any) -> list[Any]:
+    """A stream body as the JSON array of its lines (how the spec's links address it)."""
+    text = response.content.decode(response.encoding or "utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def adapt_spec(document: dict[str, Any]) -> dict[str, Any]:
+    """Wrap each NDJSON item schema as an array of items, in a copy of the spec."""
+    adapted = copy.deepcopy(document)
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            media = node.get("content")
+            if isinstance(media, dict) and isinstance(media.get(NDJSON), dict) and "schema" in media[NDJSON]:
+                media[NDJSON]["schema"] = {"type": "array", "items": media[NDJSON]["schema"]}
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(adapted.get("paths", {}))
+    walk(adapted.get("components", {}).get("responses", {}))
+    return adapted
+
+
+def _lenient_parameters(case: Any) -> set[tuple[str, str]]:
+    """Parameters the real server does not refuse: marked lenient, or empty where empty means absent."""
+    lenient = set()
+    for param in case.operation.iter_parameters():
+        definition = getattr(param, "definition", None) or {}
+        location, name = param.location.value, param.name
+        values = getattr(case, location, None) or {}
+        empty = definition.get("x-waldur-empty-is-absent") and values.get(name) in ("", [""])
+        if LENIENT in definition or empty:
+            lenient.add((location, name))
+    return lenient
+
+
+def _mutated(case: Any) -> set[tuple[str, str]]:
+    """(location, name) of what a negative case mutated; empty when unknown or positive."""
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_negative:
+        return set()
+    data = meta.phase.data
+    found = {(m.parameter_location.value, m.parameter) for m in getattr(data, "mutations", ()) if m.parameter}
+    if not found and getattr(data, "parameter", None) and data.parameter_location is not None:
+        found = {(data.parameter_location.value, data.parameter)}
+    return found
+
+
+def _only_lenient_mutated(case: Any) -> bool:
+    mutated = _mutated(case)
+    negative_locations = {loc.value for loc, part in case.meta.components.items() if part.mode.is_negative}
+    lenient = _lenient_parameters(case)
+    return bool(mutated) and mutated <= lenient and negative_locations <= {loc for loc, _ in mutated}
+
+
+@dataclass
+class _RunState:
+    """What the hooks of the current run need; hooks are process-wide in schemathesis."""
+
+    budget: Budget | None = None
+    stream_deadline: float = 60.0
+
+
+_STATE = _RunState()
+_STATE_LOCK = threading.Lock()
+
+
+def _deadline_reader(response: Any, *args: Any, **kwargs: Any) -> Any:
+    """Over the network, read a stream against a wall-clock deadline (requests' timeout is per read)."""
+    if response.headers.get("Content-Type", "").split(";")[0].strip() != NDJSON or response._content_consumed:
+        return response
+    deadline = time.monotonic() + _STATE.stream_deadline
+    body = bytearray()
+    cut = False
+    try:
+        while chunk := response.raw.read1(64 * 1024, decode_content=True):
+            body += chunk
+            if time.monotonic() >= deadline:
+                cut = True
+                break
+    finally:
+        if cut:
+            response.close()
+    if cut:
+        end = body.rfind(b"\n")
+        body = body[: end + 1] if end >= 0 else bytearray()
+    response._content = bytes(body)
+    response._content_consumed = True
+    return response
+
+
+@schemathesis.hook
+def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
+    """Global on purpose: schemathesis dispatches `before_call` only from global hooks."""
+    kwargs.setdefault("hooks", {}).setdefault("response", []).append(_deadline_reader)
+
+
+def _load(spec_path: Path, config: dict[str, Any], app: Any, base_url: str | None) -> Any:
+    document = adapt_spec(yaml.safe_load(spec_path.read_text(encoding="utf-8")))
+    schema = schemathesis.openapi.from_dict(document, config=schemathesis.Config.from_dict(config))
+    # Bind before any operation is touched: operations are cached with their app and base URL.
+    if app is not None:
+        schema.app = app
+    if base_url is not None:
+        schema.config.update(base_url=base_url)
+
+    @schema.hook
+    def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
+        return not (isinstance(failure, AcceptedNegativeData) and _only_lenient_mutated(case))
+
+    @schema.hook
+    def filter_case(context: Any, case: Any) -> bool:
+        """Positive stream calls cost an LLM call on a real server: take them from the budget."""
+        if case.operation.definition.raw.get("operationId") != STREAM_OPERATION:
+            return True
+        if case.meta is not None and case.meta.generation.mode.is_negative:
+            return True
+        return _STATE.budget is None or _STATE.budget.take()
+
+    @schema.hook
+    def map_body(context: Any, body: Any) -> Any:
+        if isinstance(body, dict) and isinstance(body.get("input"), str) and len(body["input"]) < 49000:
+            return {**body, "input": f"{MARK} {body['input']}"}
+        return body
+
+    return schema
+
+
+def run_config(token: str, *, seed: int | None, max_examples: int, request_timeout: float) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "generation": {"max-examples": max_examples},
+        "auth": {"openapi": {"tokenAuth": {"api_key": f"Token {token}"}}},
+        "request-timeout": request_timeout,
+        "workers": 1,  # never in parallel against a real deployment
+    }
+    if seed is not None:
+        config["seed"] = seed
+    return config
+
+
+@contextmanager
+def _run_state(budget: Budget | None, stream_deadline: float) -> Iterator[None]:
+    with _STATE_LOCK:
+        previous = (_STATE.budget, _STATE.stream_deadline)
+        _STATE.budget, _STATE.stream_deadline = budget, stream_deadline
+        try:
+            yield
+        finally:
+            _STATE.budget, _STATE.stream_deadline = previous
+
+
+def run_schema_checks(
+    spec_path: Path,
+    token: str,
+    *,
+    app: Any = None,
+    base_url: str | None = None,
+    budget: Budget | None = None,
+    seed: int | None = None,
+    max_examples: int = 20,
+    request_timeout: float = 30.0,
+) -> list[CheckResult]:
+    """Run every phase with every check; one CheckResult per distinct failure, or one pass."""
+    config = run_config(token, seed=seed, max_examples=max_examples, request_timeout=request_timeout)
+    results: list[CheckResult] = []
+    seen: set[tuple[str, str, str]] = set()
+    with _run_state(budget, request_timeout):
+        schema = _load(spec_path, config, app, base_url)
+        for event in from_schema(schema).execute():
+            if isinstance(event, events.ScenarioFinished):
+                results.extend(_failures(event, seen))
+            elif isinstance(event, events.FatalError | events.NonFatalError):
+                results.append(_error(event))
+    if not any(r.failed for r in results):
+        results.append(CheckResult("schema", "schema.all_checks", "passed", "no failure in any phase"))
+    return results
+
+
+def _failures(event: Any, seen: set[tuple[str, str, str]]) -> Iterator[CheckResult]:
+    recorder = event.recorder
+    for case_id, nodes in recorder.checks.items():
+        for node in nodes:
+            if node.status != Status.FAILURE or node.failure_info is None:
+                continue
+            failure = node.failure_info.failure
+            key_id = failure.case_id or case_id
+            case = recorder.cases[key_id].value
+            key = (node.name, case.operation.label, failure.title)
+            if key in seen:
+                continue
+            seen.add(key)
+            interaction = recorder.interactions.get(key_id)
+            status = interaction.response.status_code if interaction and interaction.response else None
+            body = None if type(case.body).__name__ == "NotSet" else case.body
+            path = case.formatted_path + (f"?{_query(case.query)}" if case.query else "")
+            steps = [Step(s.method, s.path, None, None, s.curl) for s in node.failure_info.steps[:-1]]
+            answer = _answer(interaction)
+            steps.append(Step(case.method, path, status, body, f"{failure.title}; response: {answer}"))
+            yield CheckResult(
+                "schema",
+                f"schema.{node.name}",
+                "failed",
+                f"{case.operation.label} ({event.phase.value} phase): {failure.title}",
+                steps,
+            )
+
+
+def _answer(interaction: Any) -> str:
+    """The offending part of the response: its body, cut short."""
+    content = getattr(getattr(interaction, "response", None), "content", b"") or b""
+    text = content.decode("utf-8", errors="replace")
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def _query(query: dict[str, Any]) -> str:
+    from urllib.parse import urlencode
+
+    return urlencode(query, doseq=True)
+
+
+def _error(event: Any) -> CheckResult:
+    label = getattr(event, "label", None) or "schemathesis"
+    info = getattr(event, "info", None)
+    message = str(getattr(info, "message", None) or getattr(event, "exception", "") or event)
+    return CheckResult("schema", "schema.errors", "failed", f"{label}: {message[:500]}")
