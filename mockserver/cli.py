@@ -9,6 +9,8 @@ from pathlib import Path
 
 from mockserver.errors import ConfigurationError
 
+PARTS = ("schema", "stream", "behaviour", "configuration")  # mirrors contract.runner.PARTS, kept import-light
+
 EXIT_USAGE = 2
 
 
@@ -49,7 +51,40 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="playback speed of scripted replies (2 = twice as fast, 0 = no delays)",
     )
+    verify = commands.add_parser("verify", help="check an implementation of the chat API against the contract")
+    verify.add_argument("--base-url", required=True, help="the target, e.g. https://waldur.example.com")
+    verify.add_argument("--token", required=True, help="API token of a regular user")
+    verify.add_argument("--other-token", required=True, help="API token of another regular user")
+    verify.add_argument("--staff-token", help="API token of a staff user: enables the staff-only checks")
+    verify.add_argument(
+        "--max-streams",
+        type=_non_negative_int,
+        default=12,
+        help="at most this many streams (each is an LLM call on a real deployment)",
+    )
+    verify.add_argument("--max-examples", type=_positive_int, default=10, help="hypothesis examples per part")
+    verify.add_argument("--seed", type=int, help="seed for reproducible generation (default: derandomized)")
+    verify.add_argument("--report", type=Path, help="write a JUnit XML report here")
+    verify.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
+    verify.add_argument("--stream-timeout", type=float, default=60.0, help="seconds a stream may take at most")
     return parser
+
+
+def _non_negative_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0: {value}")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = _non_negative_int(value)
+    if number == 0:
+        raise argparse.ArgumentTypeError("must be >= 1")
+    return number
 
 
 def _speed(value: str) -> float:
@@ -90,11 +125,41 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def verify(args: argparse.Namespace) -> int:
+    """Exit 0 when the contract holds, 1 on any violation, 2 on bad usage or an unreachable target."""
+    from mockserver.contract.report import summary, write_junit
+    from mockserver.contract.runner import TargetUnreachable, VerifyOptions
+    from mockserver.contract.runner import verify as run_verify
+
+    options = VerifyOptions(
+        base_url=args.base_url,
+        token=args.token,
+        other_token=args.other_token,
+        staff_token=args.staff_token,
+        max_streams=args.max_streams,
+        max_examples=args.max_examples,
+        seed=args.seed,
+        only=tuple(args.only) if args.only else PARTS,
+        stream_timeout=args.stream_timeout,
+    )
+    try:
+        report = run_verify(options, progress=lambda line: print(f"... {line}", file=sys.stderr, flush=True))
+    except TargetUnreachable as exc:
+        print(f"waldur-chat-mock: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(summary(report))
+    if args.report:
+        write_junit(report, args.report)
+    return 0 if report.ok else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "serve":
             return serve(args)
+        if args.command == "verify":
+            return verify(args)
     except ConfigurationError as exc:
         print(f"waldur-chat-mock: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

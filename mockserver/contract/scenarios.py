@@ -1,0 +1,261 @@
+"""Fixed scenarios: the stream contract on each kind of stream, visibility, and configuration.
+
+Part 2 makes one stream of each kind (new thread, follow-up, reload, edit, title call)
+and checks each with `StreamChecker`; with a staff token it also checks what staff see.
+Part 4 switches the target through `/__mock__/config` where it can be switched, and
+checks the order of 424/401/409/400 on the stream; elsewhere it is skipped with a reason.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from mockserver.contract.behaviour import MARK, Budget
+from mockserver.contract.findings import CheckResult, ContractViolation, Step
+from mockserver.contract.streams import StreamChecker, StreamExpectation
+from mockserver.contract.target import Target
+
+INJECTION_FIELDS = {"is_flagged", "injection_score", "injection_severity", "injection_categories"}
+
+
+def _attempt(part: str, name: str, body: Callable[[], str | None]) -> CheckResult:
+    """Run one scenario: passed (with an optional note), skipped (a `_Skip`), or failed (a violation)."""
+    try:
+        note = body()
+    except _Skip as skip:
+        return CheckResult(part, name, "skipped", str(skip))
+    except ContractViolation as violation:
+        return CheckResult(part, violation.check, "failed", violation.message, violation.steps)
+    return CheckResult(part, name, "passed", note or "")
+
+
+class _Skip(Exception):
+    pass
+
+
+class StreamScenarios:
+    def __init__(self, target: Target, checker: StreamChecker, budget: Budget):
+        self.target = target
+        self.checker = checker
+        self.budget = budget
+        self.thread: str | None = None
+        self.last: dict[str, str] = {}
+
+    def stream(self, body: dict[str, Any], expect: StreamExpectation, token: str | None = None) -> list[dict[str, Any]]:
+        if not self.budget.take():
+            raise _Skip("stream budget (--max-streams) exhausted")
+        token = token or self.target.tokens.user
+        capture = self.target.stream(body, token=token)
+        step = Step("POST", "/api/chat/stream/", capture.status, body)
+        if capture.status != 200:
+            step.excerpt = capture.body[:300].decode("utf-8", "replace")
+            raise ContractViolation("stream.status", f"expected 200, got {capture.status}", [step])
+        records = self.checker.check(capture, expect, step)
+        self.checker.check_rest(self.target, token, records, expect)
+        return records
+
+    def run(self) -> list[CheckResult]:
+        results = [
+            _attempt("stream", "stream.new_thread", self.new_thread),
+            _attempt("stream", "stream.follow_up", self.follow_up),
+            _attempt("stream", "stream.reload", self.reload),
+            _attempt("stream", "stream.edit", self.edit),
+            _attempt("stream", "stream.title_call", self.title_call),
+            _attempt("stream", "stream.staff_visibility", self.staff_visibility),
+        ]
+        results.append(CheckResult("stream", "stream.timing", "passed", self.checker.timing.summary()))
+        if self.checker.timing.one_piece:
+            results[-1] = CheckResult(
+                "stream",
+                "stream.really_streamed",
+                "failed",
+                f"{self.checker.timing.one_piece} stream(s) arrived in one piece although they "
+                "took a while: something between client and server buffers the body",
+            )
+        return results
+
+    def need_thread(self) -> str:
+        if self.thread is None:
+            raise _Skip("no thread: the new-thread stream did not succeed")
+        return self.thread
+
+    def new_thread(self) -> None:
+        records = self.stream({"input": f"{MARK} hello"}, StreamExpectation())
+        self.thread = records[0]["m"]["thread_uuid"]
+        self.budget.created["user"].add(self.thread)
+        self.last = records[-1]["m"]
+
+    def follow_up(self) -> None:
+        records = self.stream({"input": f"{MARK} and then?", "thread_uuid": self.need_thread()}, StreamExpectation())
+        self.last = records[-1]["m"]
+
+    def reload(self) -> None:
+        body = {"input": f"{MARK} and then?", "thread_uuid": self.need_thread(), "mode": "reload"}
+        final = self.stream(body, StreamExpectation(reload=True))[-1]["m"]
+        if set(final) != {"assistant_message_uuid"}:
+            raise ContractViolation(
+                "stream.reload_final_m",
+                f"reload's final m has {sorted(final)}",
+                [Step("POST", "/api/chat/stream/", 200, body)],
+            )
+        self.last = {**self.last, **final}
+
+    def edit(self) -> None:
+        if "user_message_uuid" not in self.last:
+            raise _Skip("no user message to edit")
+        body = {
+            "input": f"{MARK} edited",
+            "thread_uuid": self.need_thread(),
+            "mode": "edit",
+            "edit_message_uuid": self.last["user_message_uuid"],
+        }
+        final = self.stream(body, StreamExpectation())[-1]["m"]
+        if set(final) != {"user_message_uuid", "assistant_message_uuid"}:
+            raise ContractViolation(
+                "stream.edit_final_m",
+                f"edit's final m has {sorted(final)}",
+                [Step("POST", "/api/chat/stream/", 200, body)],
+            )
+
+    def title_call(self) -> None:
+        thread = self.need_thread()
+        before = self.target.request("GET", f"/api/chat-threads/{thread}/", token=self.target.tokens.user).json()
+        self.stream(
+            {"input": f"{MARK} a title please", "update_thread_name": thread}, StreamExpectation(title_call=True)
+        )
+        after = self.target.request("GET", f"/api/chat-threads/{thread}/", token=self.target.tokens.user)
+        if after.json().get("message_count") != before.get("message_count"):
+            raise ContractViolation(
+                "stream.title_persists_nothing", "a title call stored messages", [self.target.step(after)]
+            )
+
+    def staff_visibility(self) -> str:
+        staff = self.target.tokens.staff
+        if staff is None:
+            raise _Skip("no --staff-token given")
+        thread = self.need_thread()
+        response = self.target.request("GET", f"/api/chat-threads/{thread}/", token=staff)
+        if response.status_code != 200:
+            raise ContractViolation(
+                "stream.staff_sees_threads", "staff cannot retrieve a user's thread", [self.target.step(response)]
+            )
+        rows = self.target.request("GET", "/api/chat-messages/", token=staff, params={"thread": thread})
+        if rows.status_code != 200 or not rows.json() or any(not set(r) >= INJECTION_FIELDS for r in rows.json()):
+            raise ContractViolation(
+                "stream.staff_sees_injection_fields",
+                "staff's message rows lack the injection fields",
+                [self.target.step(rows)],
+            )
+        owner = self.target.request("GET", "/api/chat-sessions/current/", token=self.target.tokens.user).json()
+        listed = self.target.request(
+            "GET", "/api/chat-threads/", token=staff, params={"user": owner["user"], "page_size": 300}
+        )
+        names = {t["user_username"] for t in listed.json()} if listed.status_code == 200 else {"?"}
+        if names - {owner["user_username"]}:
+            raise ContractViolation(
+                "stream.staff_user_filter",
+                f"user= filter listed threads of {sorted(names)}",
+                [self.target.step(listed)],
+            )
+        return "staff see the thread, injection fields, and the user filter narrows to one owner"
+
+
+class ConfigurationScenarios:
+    """Part 4, only where the target exposes the mock's `/__mock__/config`."""
+
+    def __init__(self, target: Target):
+        self.target = target
+
+    def run(self) -> list[CheckResult]:
+        probe = self.target.request("GET", "/__mock__/config")
+        if probe.status_code != 200 or "chat_enabled" not in _json(probe):
+            reason = (
+                "the target cannot be switched (no /__mock__/config); a real deployment is configured by its admins"
+            )
+            return [CheckResult("configuration", "configuration.all", "skipped", reason)]
+        original = _json(probe)
+        username = self.target.request("GET", "/api/chat-sessions/current/", token=self.target.tokens.user).json()
+        user = username["user_username"]
+        try:
+            return [
+                _attempt("configuration", "configuration.chat_disabled", self.chat_disabled),
+                _attempt("configuration", "configuration.upstream_not_configured", self.upstream_not_configured),
+                _attempt("configuration", "configuration.token_quota", lambda: self.token_quota(user)),
+            ]
+        finally:
+            restore = {k: original[k] for k in ("chat_enabled", "upstream_url_configured", "upstream_token_configured")}
+            restore["token_limits"] = {user: original.get("token_limits", {}).get(user)}
+            restore["token_usage"] = {user: original.get("token_usage", {}).get(user)}
+            self.target.request("PATCH", "/__mock__/config", json=restore)
+
+    def configure(self, patch: dict[str, Any]) -> None:
+        response = self.target.request("PATCH", "/__mock__/config", json=patch)
+        if response.status_code != 200:
+            raise _Skip(f"the target refused the configuration {patch}: {response.status_code}")
+
+    def expect(self, check: str, body: Any, token: str | None, status: int, answer: Any) -> None:
+        response = self.target.request("POST", "/api/chat/stream/", json=body, token=token)
+        step = self.target.step(response, body, response.text[:200])
+        if response.status_code != status or _json(response) != answer:
+            raise ContractViolation(
+                check, f"expected {status} {answer}, got {response.status_code} {response.text[:200]}", [step]
+            )
+
+    def chat_disabled(self) -> str:
+        self.configure({"chat_enabled": False})
+        disabled = {"detail": "Extension is disabled."}
+        self.expect("configuration.chat_disabled_before_auth", {"input": "x"}, None, 424, disabled)
+        self.expect("configuration.chat_disabled_before_body", {}, self.target.tokens.user, 424, disabled)
+        self.configure({"chat_enabled": True})
+        return "424 before authentication and before body validation"
+
+    def upstream_not_configured(self) -> str:
+        tokens = self.target.tokens
+        self.configure({"upstream_url_configured": False})
+        self.expect(
+            "configuration.auth_before_upstream",
+            {"input": "x"},
+            None,
+            401,
+            {"detail": "Authentication credentials were not provided."},
+        )
+        self.expect(
+            "configuration.upstream_url_before_body",
+            {},
+            tokens.user,
+            409,
+            {"detail": "LLM inference API URL is not configured."},
+        )
+        self.configure({"upstream_url_configured": True, "upstream_token_configured": False})
+        self.expect(
+            "configuration.upstream_token_before_body",
+            {},
+            tokens.user,
+            409,
+            {"detail": "LLM inference API token is not configured."},
+        )
+        self.configure({"upstream_token_configured": True})
+        return "401 before 409, 409 before 400"
+
+    def token_quota(self, user: str) -> str:
+        tokens = self.target.tokens
+        for period in ("daily", "weekly", "monthly"):
+            self.configure({"token_limits": {user: {f"{period}_limit": 10}}, "token_usage": {user: {period: 10}}})
+            self.expect("configuration.body_before_quota", {}, tokens.user, 400, {"input": ["This field is required."]})
+            self.expect(
+                f"configuration.{period}_quota",
+                {"input": f"{MARK} x"},
+                tokens.user,
+                409,
+                {"detail": f"{period.capitalize()} token limit exceeded."},
+            )
+            self.configure({"token_limits": {user: None}, "token_usage": {user: None}})
+        return "400 before 409; daily, weekly and monthly limits answer 409"
+
+
+def _json(response: Any) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
