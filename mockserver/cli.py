@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from mockserver.errors import ConfigurationError
 
@@ -70,31 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _non_negative_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {value!r}") from None
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {value}")
-    return number
+def _bounded(convert: type[int] | type[float], minimum: float) -> Callable[[str], Any]:
+    """An argparse type: a number of the given kind, at least `minimum`, refused in one line."""
+
+    def parse(value: str) -> Any:
+        try:
+            number = convert(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"not {'an integer' if convert is int else 'a number'}: {value!r}"
+            ) from None
+        if number < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}: {value}")
+        return number
+
+    return parse
 
 
-def _positive_int(value: str) -> int:
-    number = _non_negative_int(value)
-    if number == 0:
-        raise argparse.ArgumentTypeError("must be >= 1")
-    return number
-
-
-def _speed(value: str) -> float:
-    try:
-        speed = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {value!r}") from None
-    if speed < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {value}")
-    return speed
+_non_negative_int = _bounded(int, 0)
+_positive_int = _bounded(int, 1)
+_speed = _bounded(float, 0)
 
 
 def serve(args: argparse.Namespace) -> int:

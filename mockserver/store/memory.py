@@ -40,6 +40,11 @@ class Clock:
             return value
 
 
+def _sees(viewer: User, owner: User) -> bool:
+    """Staff and support see everything; other users their own (section 5.2)."""
+    return viewer.sees_everything or viewer.uuid == owner.uuid
+
+
 def new_uuid() -> str:
     return uuid.uuid4().hex
 
@@ -95,14 +100,12 @@ class ChatStore:
 
     def sessions_visible_to(self, viewer: User) -> list[ChatSession]:
         with self._lock:
-            sessions = [s for s in self._sessions.values() if viewer.sees_everything or s.user.uuid == viewer.uuid]
+            sessions = [s for s in self._sessions.values() if _sees(viewer, s.user)]
         return sorted(sessions, key=lambda s: s.created, reverse=True)
 
     def session_visible_to(self, session_uuid: str, viewer: User) -> ChatSession | None:
         session = self._sessions.get(session_uuid)
-        if session and (viewer.sees_everything or session.user.uuid == viewer.uuid):
-            return session
-        return None
+        return session if session and _sees(viewer, session.user) else None
 
     # -- threads -------------------------------------------------------------
     def create_thread(self, user: User) -> Thread:
@@ -115,13 +118,11 @@ class ChatStore:
 
     def threads_visible_to(self, viewer: User) -> list[Thread]:
         with self._lock:
-            return [t for t in self._threads.values() if viewer.sees_everything or t.owner.uuid == viewer.uuid]
+            return [t for t in self._threads.values() if _sees(viewer, t.owner)]
 
     def thread_visible_to(self, thread_uuid: str, viewer: User) -> Thread | None:
         thread = self._threads.get(thread_uuid)
-        if thread and (viewer.sees_everything or thread.owner.uuid == viewer.uuid):
-            return thread
-        return None
+        return thread if thread and _sees(viewer, thread.owner) else None
 
     def thread_owned_by(self, thread_uuid: str, user: User) -> Thread | None:
         """Streaming uses only the caller's own threads, staff included (section 5.2)."""
@@ -151,7 +152,7 @@ class ChatStore:
     # -- messages ------------------------------------------------------------
     def messages_visible_to(self, viewer: User) -> list[Message]:
         with self._lock:
-            return [m for m in self._messages if viewer.sees_everything or m.thread.owner.uuid == viewer.uuid]
+            return [m for m in self._messages if _sees(viewer, m.thread.owner)]
 
     def thread_messages(self, thread: Thread) -> list[Message]:
         with self._lock:
