@@ -13,7 +13,8 @@ from mockserver.store import User
 
 DEFAULT_USERS_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "users.yaml"
 _STRING_FIELDS = ("first_name", "last_name", "email", "password")
-_KNOWN = {"username", "token", "uuid", "is_staff", "is_support", *_STRING_FIELDS}
+_BOOLEAN_FIELDS = ("is_staff", "is_support", "token_expired")
+_KNOWN = {"username", "token", "uuid", *_BOOLEAN_FIELDS, *_STRING_FIELDS}
 
 
 def _user(entry: Any, where: str) -> User:
@@ -28,7 +29,7 @@ def _user(entry: Any, where: str) -> User:
     for key in _STRING_FIELDS:
         if key in entry and not isinstance(entry[key], str):
             raise ConfigurationError(f"{where}: '{key}' must be a string")
-    for key in ("is_staff", "is_support"):
+    for key in _BOOLEAN_FIELDS:
         if key in entry and not isinstance(entry[key], bool):
             raise ConfigurationError(f"{where}: '{key}' must be true or false")
     raw_uuid = entry.get("uuid") or uuid.uuid5(uuid.NAMESPACE_URL, f"waldur-chat-mock:{entry['username']}").hex
@@ -46,6 +47,7 @@ def _user(entry: Any, where: str) -> User:
         is_staff=entry.get("is_staff", False),
         is_support=entry.get("is_support", False),
         password=entry.get("password"),
+        token_expired=entry.get("token_expired", False),
     )
 
 

@@ -28,4 +28,6 @@ def authenticate(request: Request, store: ChatStore) -> User:
     user = store.user_by_token(token)
     if user is None:
         raise AuthenticationFailed()
+    if user.token_expired:
+        raise AuthenticationFailed("Token has expired.")
     return user

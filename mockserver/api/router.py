@@ -7,6 +7,8 @@ then answers 405 (or OPTIONS metadata). A path missing its trailing slash is red
 
 from __future__ import annotations
 
+import re
+
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -62,7 +64,7 @@ class SpecRouter:
             check: RequestCheck = request.scope["state"]["request_check"]
             return await self.handlers[operation.operation_id](Call(request, self.services, check))
         if self.spec.is_refused(path):
-            return self._refuse(request, None)
+            return self._refuse(request, PathRoute(path, re.compile(re.escape(path))))
         if not path.endswith("/") and (self.spec.find(path + "/") or self.spec.is_refused(path + "/")):
             return RedirectResponse(str(request.url.replace(path=path + "/")), status_code=301)
         answer = await self.boot.answer(request)

@@ -20,6 +20,7 @@ class User:
     is_staff: bool = False
     is_support: bool = False
     password: str | None = None
+    token_expired: bool = False  # Waldur's per-user token lifetime ran out: 401 "Token has expired."
 
     @property
     def full_name(self) -> str:

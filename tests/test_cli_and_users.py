@@ -1,0 +1,76 @@
+"""The command line and the users file: bad input is one clear line and exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mockserver.app import ServerOptions, create_app
+from mockserver.cli import main
+from mockserver.errors import ConfigurationError
+from mockserver.users import load_users, parse_users
+from tests.support import clients_for
+
+BAD_USERS = {
+    "no list": ("users: 3\n", "expected a top-level 'users' list"),
+    "no token": ("users:\n  - username: x\n", "'token' must be a non-empty string"),
+    "unknown key": ("users:\n  - {username: x, token: t, colour: red}\n", "unknown keys colour"),
+    "bad flag": ("users:\n  - {username: x, token: t, is_staff: 'yes'}\n", "'is_staff' must be true or false"),
+    "bad uuid": ("users:\n  - {username: x, token: t, uuid: nope}\n", "'uuid' is not a valid UUID"),
+    "duplicate token": ("users:\n  - {username: x, token: t}\n  - {username: y, token: t}\n", "duplicate token: t"),
+    "not yaml": ("users: [\n", "not valid YAML"),
+}
+
+
+@pytest.mark.parametrize("text, reason", BAD_USERS.values(), ids=BAD_USERS.keys())
+def test_bad_users_file_is_refused_with_the_reason(tmp_path: Path, text: str, reason: str) -> None:
+    path = tmp_path / "users.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigurationError, match=reason):
+        load_users(path)
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["serve", "--port", "70000"], "port out of range"),
+        (["serve", "--speed", "-1"], "must be >= 0"),
+        (["serve", "--users", "/nonexistent/users.yaml"], "cannot read users file"),
+        (["verify", "--base-url", "http://x"], "required"),
+        (["launch"], "invalid choice"),
+    ],
+)
+def test_bad_usage_is_one_line_and_exit_code_2(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    try:
+        code = main(argv)
+    except SystemExit as exit_:
+        code = exit_.code
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and message in err
+
+
+def test_a_broken_script_set_stops_the_server_before_it_starts(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    scripts = tmp_path / "broken.yaml"
+    scripts.write_text("scripts:\n  - name: x\n    records: [{k: load, t: python}]\n")
+    assert main(["serve", "--scripts", str(scripts)]) == 2
+    assert f"{scripts}:3:" in capsys.readouterr().err
+
+
+def test_expired_token_answers_401_token_has_expired() -> None:
+    users = parse_users({"users": [{"username": "old", "token": "old-token", "token_expired": True}]})
+    with clients_for(create_app(ServerOptions(users=users, speed=0))) as clients:
+        response = clients.with_token("old-token").get("/api/chat-threads/")
+    assert (response.status_code, response.json()) == (401, {"detail": "Token has expired."})
+    assert response.headers["www-authenticate"] == "Token"
+
+
+def test_options_on_a_refused_route_answers_metadata_after_authentication(clients) -> None:
+    path = "/api/chat-messages/0123456789abcdef0123456789abcdef/"
+    assert clients.anonymous.request("OPTIONS", path).status_code == 401
+    response = clients.alice.request("OPTIONS", path)
+    assert response.status_code == 200 and response.json()["name"] == "Chat Messages"
+    assert clients.alice.get(path).headers["allow"] == "OPTIONS"
