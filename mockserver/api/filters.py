@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, date
+from operator import attrgetter
 
 from starlette.datastructures import QueryParams
 
@@ -48,16 +49,23 @@ def _same_utc_date(moment_attr: str, raw: str) -> Callable[[Thread], bool]:
     return lambda t: getattr(t, moment_attr).astimezone(UTC).date() == wanted
 
 
+def _is_archived(thread: Thread) -> bool:
+    return thread.is_archived
+
+
+def _equals(getter: Callable[[Thread], bool], wanted: bool) -> Callable[[Thread], bool]:
+    return lambda thread: getter(thread) == wanted
+
+
 ORDERINGS = {"created", "-created", "modified", "-modified"}
 
 
 def filter_threads(threads: list[Thread], query: QueryParams) -> list[Thread]:
     tests: list[Callable[[Thread], bool]] = []
-    for name in ("is_archived", "is_flagged"):
+    for name, getter in (("is_archived", _is_archived), ("is_flagged", thread_is_flagged)):
         wanted = lenient_bool(query.get(name))
         if wanted is not None:
-            getter: Callable[[Thread], bool] = (lambda t: t.is_archived) if name == "is_archived" else thread_is_flagged
-            tests.append(lambda t, g=getter, w=wanted: g(t) == w)
+            tests.append(_equals(getter, wanted))
     if severity := query.get("max_severity"):
         tests.append(lambda t: _in_band(t, severity))  # type: ignore[arg-type]
     for name in ("created", "modified"):
@@ -76,8 +84,7 @@ def order_threads(threads: list[Thread], raw: str | None) -> list[Thread]:
     keys = [k for k in (raw or "").split(",") if k in ORDERINGS] or ["-created"]
     ordered = list(threads)
     for key in reversed(keys):  # stable sorts applied last-key-first give a lexicographic order
-        attribute = key.lstrip("-")
-        ordered.sort(key=lambda t, a=attribute: getattr(t, a), reverse=key.startswith("-"))
+        ordered.sort(key=attrgetter(key.lstrip("-")), reverse=key.startswith("-"))
     return ordered
 
 

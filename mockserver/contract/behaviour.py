@@ -427,7 +427,7 @@ def run_behaviour(
         print_blob=False,
     )
     previous = hypothesis.core.global_force_seed
-    hypothesis.core.global_force_seed = seed  # the documented effect of --hypothesis-seed
+    hypothesis.core.global_force_seed = seed  # type: ignore[assignment]  # what --hypothesis-seed does
     try:
         run_state_machine_as_test(machine, settings=config)
     finally:

@@ -191,7 +191,7 @@ class RequestValidator:
                 # DRF's get_object_or_404 turns a malformed lookup value into a plain 404.
                 check.path_error = NotFound()
             elif error.location == "query" and error.name not in check.operation.lenient_params:
-                raw = ",".join(request.parameters.query.getlist(error.name))
+                raw = ",".join(QueryParams(request.parameters.query).getlist(error.name))
                 out.setdefault(error.name, []).append(query_message(self._param_schema(check, error), raw))
         elif isinstance(error, MissingRequiredRequestBody):
             found = body_errors(self._schema_errors_for({}, check), {})

@@ -199,9 +199,9 @@ class _Reader:
             if set(item) == {"delay_ms"}:
                 if not _non_negative(item["delay_ms"]):
                     raise self.fail(item, f"delay_ms of {name!r} must be a number >= 0")
-                steps.append(LiteralStep(None, item["delay_ms"], item.line))
+                steps.append(LiteralStep(None, item["delay_ms"], getattr(item, "line", None)))
             else:
-                steps.append(LiteralStep(_plain(item), 0.0, item.line))
+                steps.append(LiteralStep(_plain(item), 0.0, getattr(item, "line", None)))
         return tuple(steps)
 
 

@@ -1,0 +1,578 @@
+"""Deliberately broken variants of the mock ("mutants") that the contract suite must catch.
+
+Each mutant is a bug a real implementation of the chat API could plausibly have, injected
+into one fresh `MockApp` only: either an ASGI wrapper around `app.asgi` that changes what
+goes over the wire (status, headers, JSON bodies, stream bytes), or a monkeypatch of a
+store or service method on that instance. Nothing here touches the mock's code, so a
+mutant can never leak into another test.
+
+A mutant also says which part of the suite must catch it (`Profile`, kept small so the
+whole file stays fast) and which check names count as the right diagnosis (`catches`).
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mockserver.app import MockApp
+from mockserver.store import Message as Row
+from mockserver.store import Thread, User
+
+Headers = list[tuple[bytes, bytes]]
+STREAM = "/api/chat/stream/"
+INJECTION_FIELDS = {
+    "is_flagged": True,
+    "injection_score": 0.0,
+    "injection_severity": "none",
+    "injection_categories": [],
+}
+
+
+# -- how a mutant is checked -------------------------------------------------------
+@dataclass(frozen=True)
+class Profile:
+    """Which part of the suite runs against a mutant, and how hard.
+
+    `paths` narrows the spec given to the suite to those paths (schema part only): the
+    schema part's coverage phase costs ~20 s over the whole spec whatever max_examples is,
+    and an operation the mutant does not touch cannot catch it anyway.
+    """
+
+    only: tuple[str, ...]
+    max_examples: int = 1
+    paths: tuple[str, ...] | None = None
+
+    @property
+    def label(self) -> str:
+        narrowed = f"[{','.join(self.paths)}]" if self.paths else ""
+        return f"{'+'.join(self.only)}{narrowed}-x{self.max_examples}"
+
+
+STREAM_PART = Profile(only=("stream",))
+BEHAVIOUR_PART = Profile(only=("behaviour",), max_examples=8)
+CONFIGURATION_PART = Profile(only=("configuration",))
+SCHEMA_SESSIONS = Profile(
+    only=("schema",), max_examples=2, paths=("/api/chat-sessions/current/", "/api/chat-sessions/{uuid}/")
+)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    id: str
+    bug: str  # what is wrong, in the words of a bug report
+    injection: str  # how the bug is put into the mock
+    catches: tuple[str, ...]  # check names that diagnose it; the first is the expected one
+    profile: Profile
+    inject: Callable[[MockApp], ASGIApp]  # returns the ASGI app the suite is run against
+    gap: str | None = None  # set when the suite does not catch it yet (the test is a strict xfail)
+
+
+# -- ASGI plumbing -------------------------------------------------------------------
+@dataclass
+class Answer:
+    """A complete response as a wrapper sees it (streams are buffered whole)."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        wanted = name.lower().encode()
+        return next((v.decode("latin-1") for k, v in self.headers if k.lower() == wanted), None)
+
+    def without(self, name: str) -> Headers:
+        wanted = name.lower().encode()
+        return [(k, v) for k, v in self.headers if k.lower() != wanted]
+
+
+def _path(scope: Scope) -> str:
+    return str(scope.get("path", ""))
+
+
+def _token(scope: Scope) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == b"authorization":
+            parts = value.decode("latin-1").split()
+            return parts[1] if len(parts) == 2 else None
+    return None
+
+
+class Rewrite:
+    """Buffers the answer to matching requests and sends `change(scope, answer)` instead.
+
+    Content-Length is recomputed when the body changes, so clients read the new body whole.
+    """
+
+    def __init__(
+        self, app: ASGIApp, when: Callable[[Scope], bool], change: Callable[[Scope, Answer], Answer]
+    ) -> None:
+        self.app = app
+        self.when = when
+        self.change = change
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.when(scope):
+            await self.app(scope, receive, send)
+            return
+        start: dict[str, Any] = {}
+        chunks: list[bytes] = []
+
+        async def capture(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                start.update(message)
+            elif message["type"] == "http.response.body":
+                chunks.append(message.get("body", b""))
+
+        await self.app(scope, receive, capture)
+        original = Answer(start["status"], list(start.get("headers", [])), b"".join(chunks))
+        answer = self.change(scope, original)
+        headers = answer.headers
+        if answer.body != original.body and answer.header("content-length") is not None:
+            headers = [*answer.without("content-length"), (b"content-length", str(len(answer.body)).encode())]
+        await send({"type": "http.response.start", "status": answer.status, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body, "more_body": False})
+
+
+class RewriteQuery:
+    """Changes the query string of matching requests before the app sees it."""
+
+    def __init__(
+        self, app: ASGIApp, when: Callable[[Scope], bool], change: Callable[[list[tuple[str, str]]], list[tuple[str, str]]]
+    ) -> None:
+        self.app = app
+        self.when = when
+        self.change = change
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and self.when(scope):
+            query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+            scope = {**scope, "query_string": urlencode(self.change(query)).encode("latin-1")}
+        await self.app(scope, receive, send)
+
+
+def _json_body(change: Callable[[Any], Any]) -> Callable[[Scope, Answer], Answer]:
+    """A body rewrite for JSON answers (other answers pass unchanged)."""
+
+    def rewrite(scope: Scope, answer: Answer) -> Answer:
+        if not (answer.header("content-type") or "").startswith("application/json"):
+            return answer
+        data = change(json.loads(answer.body))
+        body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
+        return Answer(answer.status, answer.headers, body)
+
+    return rewrite
+
+
+def _stream_lines(change: Callable[[list[bytes]], list[bytes]]) -> Callable[[Scope, Answer], Answer]:
+    """A rewrite of a 200 stream's newline-terminated lines (errors before streaming pass)."""
+
+    def rewrite(scope: Scope, answer: Answer) -> Answer:
+        if answer.status != 200:
+            return answer
+        lines = answer.body.split(b"\n")[:-1]
+        return Answer(answer.status, answer.headers, b"".join(line + b"\n" for line in change(lines)))
+
+    return rewrite
+
+
+def _is_stream(scope: Scope) -> bool:
+    return scope["method"] == "POST" and _path(scope) == STREAM
+
+
+def _is_messages(scope: Scope) -> bool:
+    return scope["method"] == "GET" and _path(scope) == "/api/chat-messages/"
+
+
+def _is_thread_list(scope: Scope) -> bool:
+    return scope["method"] == "GET" and _path(scope) == "/api/chat-threads/"
+
+
+def _staff(app: MockApp) -> User:
+    return next(u for u in app.store.users if u.sees_everything)
+
+
+# -- wire mutants (ASGI wrappers) ----------------------------------------------------
+def archive_answers_200(app: MockApp) -> ASGIApp:
+    """DRF action written as `return Response({"status": "archived"})`: 200 with a body."""
+
+    def change(scope: Scope, answer: Answer) -> Answer:
+        if answer.status != 204:
+            return answer
+        headers = [*answer.headers, (b"content-type", b"application/json")]
+        return Answer(200, headers, b'{"status":"archived"}')
+
+    return Rewrite(app.asgi, lambda s: s["method"] == "POST" and _path(s).endswith("/archive/"), change)
+
+
+def anonymous_gets_403(app: MockApp) -> ASGIApp:
+    """DRF's classic: an authentication class without `authenticate_header` turns 401 into 403."""
+
+    def change(scope: Scope, answer: Answer) -> Answer:
+        if answer.status != 401:
+            return answer
+        return Answer(403, answer.without("www-authenticate"), answer.body)
+
+    return Rewrite(app.asgi, lambda s: True, change)
+
+
+def session_created_as_timestamp(app: MockApp) -> ASGIApp:
+    """A serializer that emits `created` as a Unix timestamp instead of an ISO 8601 string."""
+
+    def change(data: Any) -> Any:
+        rows = data if isinstance(data, list) else [data]
+        for row in rows:
+            if isinstance(row, dict) and isinstance(row.get("created"), str):
+                row["created"] = 1767225600.123456
+        return data
+
+    return Rewrite(
+        app.asgi, lambda s: s["method"] == "GET" and _path(s).startswith("/api/chat-sessions/"), _json_body(change)
+    )
+
+
+def link_header_dropped(app: MockApp) -> ASGIApp:
+    """A proxy or a hand-written paginator that forgets the `Link` header."""
+    return Rewrite(app.asgi, _is_thread_list, lambda s, a: Answer(a.status, a.without("link"), a.body))
+
+
+def result_count_of_page(app: MockApp) -> ASGIApp:
+    """`X-Result-Count` counts the page instead of the whole filtered list."""
+
+    def change(scope: Scope, answer: Answer) -> Answer:
+        if answer.status != 200:
+            return answer
+        count = str(len(json.loads(answer.body))).encode()
+        return Answer(answer.status, [*answer.without("x-result-count"), (b"x-result-count", count)], answer.body)
+
+    return Rewrite(app.asgi, _is_thread_list, change)
+
+
+def include_history_ignored(app: MockApp) -> ASGIApp:
+    """The message filterset lacks `include_history`: replaced rows are never listed."""
+    return RewriteQuery(app.asgi, _is_messages, lambda q: [(k, v) for k, v in q if k != "include_history"])
+
+
+def is_archived_filter_ignored(app: MockApp) -> ASGIApp:
+    """The thread filterset lacks `is_archived`: archived and active threads are listed alike."""
+    return RewriteQuery(app.asgi, _is_thread_list, lambda q: [(k, v) for k, v in q if k != "is_archived"])
+
+
+def injection_fields_for_everyone(app: MockApp) -> ASGIApp:
+    """The staff-only injection fields are serialized for every user."""
+
+    def change(data: Any) -> Any:
+        return [{**INJECTION_FIELDS, **row} for row in data] if isinstance(data, list) else data
+
+    return Rewrite(app.asgi, _is_messages, _json_body(change))
+
+
+def staff_without_injection_fields(app: MockApp) -> ASGIApp:
+    """The staff check in the message serializer never matches: staff miss the injection fields."""
+
+    def change(data: Any) -> Any:
+        if not isinstance(data, list):
+            return data
+        return [{k: v for k, v in row.items() if k not in INJECTION_FIELDS} for row in data]
+
+    return Rewrite(app.asgi, lambda s: _is_messages(s) and _token(s) == _staff(app).token, _json_body(change))
+
+
+def stream_without_final_m(app: MockApp) -> ASGIApp:
+    """The generator returns before yielding the message-uuids `m` record."""
+    return Rewrite(app.asgi, _is_stream, _stream_lines(lambda lines: lines[:-1]))
+
+
+def stream_unterminated(app: MockApp) -> ASGIApp:
+    """Records joined with "\\n" as a separator: the last line has no terminator."""
+
+    def change(scope: Scope, answer: Answer) -> Answer:
+        body = answer.body.removesuffix(b"\n") if answer.status == 200 else answer.body
+        return Answer(answer.status, answer.headers, body)
+
+    return Rewrite(app.asgi, _is_stream, change)
+
+
+def record_before_thread_m(app: MockApp) -> ASGIApp:
+    """The thread `m` record is written after the first upstream chunk instead of first."""
+    return Rewrite(app.asgi, _is_stream, _stream_lines(lambda lines: [lines[1], lines[0], *lines[2:]]))
+
+
+def stream_not_compact(app: MockApp) -> ASGIApp:
+    """Records serialized with `json.dumps` defaults: spaces after `:` and `,`."""
+
+    def loosen(lines: list[bytes]) -> list[bytes]:
+        return [json.dumps(json.loads(line)).encode() for line in lines]
+
+    return Rewrite(app.asgi, _is_stream, _stream_lines(loosen))
+
+
+def stream_content_type_charset(app: MockApp) -> ASGIApp:
+    """A framework default appends `; charset=utf-8` to the NDJSON content type."""
+
+    def change(scope: Scope, answer: Answer) -> Answer:
+        if answer.status != 200:
+            return answer
+        headers = [*answer.without("content-type"), (b"content-type", b"application/x-ndjson; charset=utf-8")]
+        return Answer(answer.status, headers, answer.body)
+
+    return Rewrite(app.asgi, _is_stream, change)
+
+
+def final_m_announces_unsaved_uuid(app: MockApp) -> ASGIApp:
+    """The final `m` record carries a uuid generated before saving, not the stored row's uuid."""
+
+    def swap(lines: list[bytes]) -> list[bytes]:
+        final = json.loads(lines[-1])
+        final["m"]["assistant_message_uuid"] = uuid.uuid4().hex
+        return [*lines[:-1], json.dumps(final, separators=(",", ":")).encode()]
+
+    return Rewrite(app.asgi, _is_stream, _stream_lines(swap))
+
+
+def auth_before_feature_flag(app: MockApp) -> ASGIApp:
+    """The feature flag is checked in the view, after DRF authenticated: 401 where Waldur says 424."""
+    body = b'{"detail":"Authentication credentials were not provided."}'
+    headers: Headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Token")]
+
+    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _is_stream(scope) and _token(scope) is None:
+            await send({"type": "http.response.start", "status": 401, "headers": headers})
+            await send({"type": "http.response.body", "body": body})
+            return
+        await app.asgi(scope, receive, send)
+
+    return asgi
+
+
+# -- state mutants (monkeypatches on one instance) ------------------------------------
+def message_count_off_by_one(app: MockApp) -> ASGIApp:
+    """`message_count` also counts the system prompt."""
+    count = app.store.message_count
+    app.store.message_count = lambda thread: count(thread) + 1  # type: ignore[method-assign]
+    return app
+
+
+def message_count_active_only(app: MockApp) -> ASGIApp:
+    """`message_count` counts active rows only, although Waldur counts replaced rows too."""
+    app.store.message_count = lambda thread: sum(  # type: ignore[method-assign]
+        1 for m in app.store.thread_messages(thread) if m.is_active
+    )
+    return app
+
+
+def foreign_thread_visible(app: MockApp) -> ASGIApp:
+    """The detail route's queryset is not filtered by owner: any thread is retrievable by uuid."""
+    visible, staff = app.store.thread_visible_to, _staff(app)
+    app.store.thread_visible_to = lambda thread_uuid, viewer: visible(thread_uuid, staff)  # type: ignore[method-assign]
+    return app
+
+
+def foreign_messages_visible(app: MockApp) -> ASGIApp:
+    """The message list's queryset is not filtered by owner: `?thread=` shows anyone's rows."""
+    visible, staff = app.store.messages_visible_to, _staff(app)
+    app.store.messages_visible_to = lambda viewer: visible(staff)  # type: ignore[method-assign]
+    return app
+
+
+def reload_deletes_replaced(app: MockApp) -> ASGIApp:
+    """Reload deletes the old assistant row and inserts a fresh one, instead of keeping both.
+
+    As with `old.delete()` and a nullable foreign key: the new row replaces nothing any more.
+    """
+    finish, store = app.chat._finish, app.store
+
+    def finished(turn: Any, text: str, tokens: int) -> Any:
+        record = finish(turn, text, tokens)
+        old: Row | None = turn.replaced_assistant
+        if turn.kind == "reload" and old is not None and old.replaced_by is not None:
+            old.replaced_by.replaces = None
+            store._messages.remove(old)
+        return record
+
+    app.chat._finish = finished  # type: ignore[method-assign]
+    return app
+
+
+def unarchive_keeps_archived(app: MockApp) -> ASGIApp:
+    """Unarchive touches the thread but never clears `is_archived`."""
+    set_archived = app.store.set_archived
+
+    def archive_only(thread: Thread, archived: bool) -> None:
+        set_archived(thread, thread.is_archived or archived)
+
+    app.store.set_archived = archive_only  # type: ignore[method-assign]
+    return app
+
+
+def edit_any_active_user_message(app: MockApp) -> ASGIApp:
+    """The "last user message" check only asks whether the edited row is still active."""
+    store, store_user_side = app.store, app.chat._store_user_side
+    last_active = store.last_active
+
+    def lenient(user: User, thread: Thread, body: Any, detection: Any) -> Any:
+        edited = store.message_in_thread(body.edit_message_uuid or "", thread) if body.mode == "edit" else None
+        if edited is None or edited.role != "user" or not edited.is_active:
+            return store_user_side(user, thread, body, detection)
+        store.last_active = lambda t, role: edited if role == "user" else last_active(t, role)  # type: ignore[method-assign]
+        try:
+            return store_user_side(user, thread, body, detection)
+        finally:
+            store.last_active = last_active  # type: ignore[method-assign]
+
+    app.chat._store_user_side = lenient  # type: ignore[method-assign]
+    return app
+
+
+def assistant_saved_empty(app: MockApp) -> ASGIApp:
+    """The assistant row is saved before the reply is accumulated: its content stays empty."""
+    add = app.store.add_message
+
+    def add_message(thread: Thread, role: Any, content: str, sequence_index: int, **kwargs: Any) -> Row:
+        return add(thread, role, "" if role == "assistant" else content, sequence_index, **kwargs)
+
+    app.store.add_message = add_message  # type: ignore[method-assign]
+    return app
+
+
+# -- the catalogue ------------------------------------------------------------------
+def _mutant(
+    id: str, bug: str, injection: str, catches: str | tuple[str, ...], profile: Profile,
+    inject: Callable[[MockApp], ASGIApp], gap: str | None = None,
+) -> Mutant:
+    names = (catches,) if isinstance(catches, str) else catches
+    return Mutant(id, bug, injection, names, profile, inject, gap)
+
+
+MUTANTS: list[Mutant] = [
+    _mutant(
+        "archive-answers-200", "archive answers 200 with a body instead of 204 (wrong status code)",
+        "ASGI wrapper: 204 of `POST .../archive/` becomes 200 `{\"status\":\"archived\"}`",
+        "behaviour.archive_status", BEHAVIOUR_PART, archive_answers_200,
+    ),
+    _mutant(
+        "anonymous-gets-403", "an anonymous request answers 403 instead of 401 (wrong status code)",
+        "ASGI wrapper: every 401 becomes 403 without `WWW-Authenticate`",
+        "schema.status_code_conformance", SCHEMA_SESSIONS, anonymous_gets_403,
+    ),
+    _mutant(
+        "session-created-as-number", "session `created` is a Unix timestamp, not a date-time string (wrong type)",
+        "ASGI wrapper rewrites the JSON of `/api/chat-sessions/...`",
+        "schema.response_schema_conformance", SCHEMA_SESSIONS, session_created_as_timestamp,
+    ),
+    _mutant(
+        "message-count-off-by-one", "`message_count` is one too many",
+        "monkeypatch `store.message_count` (+1)",
+        "behaviour.message_count", BEHAVIOUR_PART, message_count_off_by_one,
+    ),
+    _mutant(
+        "message-count-active-only", "`message_count` leaves out replaced rows",
+        "monkeypatch `store.message_count` (active rows only)",
+        "behaviour.message_count", BEHAVIOUR_PART, message_count_active_only,
+    ),
+    _mutant(
+        "include-history-ignored", "`include_history` filter ignored: replaced rows never listed",
+        "ASGI wrapper drops `include_history` from the query of `GET /api/chat-messages/`",
+        "behaviour.include_history", BEHAVIOUR_PART, include_history_ignored,
+    ),
+    _mutant(
+        "is-archived-filter-ignored", "`is_archived` filter ignored on the thread list",
+        "ASGI wrapper drops `is_archived` from the query of `GET /api/chat-threads/`",
+        ("behaviour.filter_is_archived", "behaviour.x_result_count"), BEHAVIOUR_PART, is_archived_filter_ignored,
+    ),
+    _mutant(
+        "link-header-dropped", "thread list without the `Link` header",
+        "ASGI wrapper drops `Link` from `GET /api/chat-threads/`",
+        "behaviour.link_header", BEHAVIOUR_PART, link_header_dropped,
+    ),
+    _mutant(
+        "result-count-of-page", "`X-Result-Count` counts the page, not the list",
+        "ASGI wrapper sets `X-Result-Count` to the page's length",
+        "behaviour.x_result_count", BEHAVIOUR_PART, result_count_of_page,
+    ),
+    _mutant(
+        "foreign-thread-visible", "another user's thread is retrievable by uuid",
+        "monkeypatch `store.thread_visible_to` (checks as staff)",
+        "behaviour.foreign_thread_hidden", BEHAVIOUR_PART, foreign_thread_visible,
+    ),
+    _mutant(
+        "foreign-messages-visible", "another user's messages are listed with `?thread=`",
+        "monkeypatch `store.messages_visible_to` (lists as staff)",
+        "behaviour.foreign_messages_hidden", BEHAVIOUR_PART, foreign_messages_visible,
+    ),
+    _mutant(
+        "reload-deletes-replaced", "reload deletes the replaced assistant row instead of keeping it",
+        "monkeypatch `chat._finish`: after a reload, remove the old row (new row replaces nothing)",
+        ("behaviour.message_count", "behaviour.include_history"), BEHAVIOUR_PART, reload_deletes_replaced,
+    ),
+    _mutant(
+        "unarchive-keeps-archived", "unarchive does not clear `is_archived` (archive not toggling)",
+        "monkeypatch `store.set_archived` (never sets False)",
+        "behaviour.archive_flag", BEHAVIOUR_PART, unarchive_keeps_archived,
+    ),
+    _mutant(
+        "edit-not-last-accepted", "editing a user message that is not the last one is accepted",
+        "monkeypatch `chat._store_user_side`: the last-user check passes for any active user row",
+        "behaviour.edit_not_last_refused", BEHAVIOUR_PART, edit_any_active_user_message,
+    ),
+    _mutant(
+        "injection-fields-for-users", "regular users see the staff-only injection fields",
+        "ASGI wrapper adds the four fields to every row of `GET /api/chat-messages/`",
+        "behaviour.injection_fields_hidden", BEHAVIOUR_PART, injection_fields_for_everyone,
+    ),
+    _mutant(
+        "staff-without-injection-fields", "staff do not see the injection fields",
+        "ASGI wrapper strips the four fields from staff's `GET /api/chat-messages/`",
+        "stream.staff_sees_injection_fields", STREAM_PART, staff_without_injection_fields,
+    ),
+    _mutant(
+        "stream-without-final-m", "stream misses its final `m` record",
+        "ASGI wrapper drops the stream's last line",
+        "stream.grammar.final_m_last", STREAM_PART, stream_without_final_m,
+    ),
+    _mutant(
+        "stream-unterminated", "the stream's last line is not terminated by `\\n`",
+        "ASGI wrapper strips the final `\\n`",
+        "stream.framing.terminated", STREAM_PART, stream_unterminated,
+    ),
+    _mutant(
+        "record-before-thread-m", "a content record comes before the thread `m` record",
+        "ASGI wrapper swaps the stream's first two lines",
+        "stream.grammar.thread_first", STREAM_PART, record_before_thread_m,
+    ),
+    _mutant(
+        "stream-not-compact", "stream records are not compact JSON (`\": \"`, `\", \"`)",
+        "ASGI wrapper re-serializes each line with `json.dumps` defaults",
+        "stream.framing.compact", STREAM_PART, stream_not_compact,
+    ),
+    _mutant(
+        "stream-content-type-charset", "stream `Content-Type` has `; charset=utf-8`",
+        "ASGI wrapper replaces the stream's `Content-Type`",
+        "stream.content_type", STREAM_PART, stream_content_type_charset,
+    ),
+    _mutant(
+        "final-m-unsaved-uuid", "the final `m` announces an assistant uuid that is not stored",
+        "ASGI wrapper puts a fresh uuid into the final `m`",
+        "stream.uuids_match_rest", STREAM_PART, final_m_announces_unsaved_uuid,
+    ),
+    _mutant(
+        "assistant-saved-empty", "the stored assistant message lacks the streamed text",
+        "monkeypatch `store.add_message` (assistant content saved empty)",
+        "stream.reassembly", STREAM_PART, assistant_saved_empty,
+    ),
+    _mutant(
+        "auth-before-feature-flag", "424 (chat disabled) checked after authentication",
+        "ASGI wrapper answers 401 to an anonymous stream before the app runs",
+        "configuration.chat_disabled_before_auth", CONFIGURATION_PART, auth_before_feature_flag,
+    ),
+]
+
+PROFILES: list[Profile] = list(dict.fromkeys(m.profile for m in MUTANTS))
+
+__all__ = ["MUTANTS", "PROFILES", "Answer", "Mutant", "Profile", "Rewrite", "RewriteQuery", "field"]
