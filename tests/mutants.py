@@ -7,7 +7,7 @@ store or service method on that instance. Nothing here touches the mock's code, 
 mutant can never leak into another test.
 
 A mutant also says which part of the suite must catch it (`Profile`, kept small so the
-whole file stays fast) and which check names count as the right diagnosis (`catches`).
+whole file stays fast) and which check names diagnose it (`catches`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -26,6 +26,7 @@ from mockserver.store import Message as Row
 from mockserver.store import Thread, User
 
 Headers = list[tuple[bytes, bytes]]
+Query = list[tuple[str, str]]
 STREAM = "/api/chat/stream/"
 INJECTION_FIELDS = {
     "is_flagged": True,
@@ -41,7 +42,7 @@ class Profile:
     """Which part of the suite runs against a mutant, and how hard.
 
     `paths` narrows the spec given to the suite to those paths (schema part only): the
-    schema part's coverage phase costs ~20 s over the whole spec whatever max_examples is,
+    schema part's coverage phase costs 10-20 s over the whole spec whatever max_examples is,
     and an operation the mutant does not touch cannot catch it anyway.
     """
 
@@ -56,7 +57,7 @@ class Profile:
 
 
 STREAM_PART = Profile(only=("stream",))
-BEHAVIOUR_PART = Profile(only=("behaviour",), max_examples=8)
+BEHAVIOUR_PART = Profile(only=("behaviour",), max_examples=10)  # verify's default
 CONFIGURATION_PART = Profile(only=("configuration",))
 SCHEMA_SESSIONS = Profile(
     only=("schema",), max_examples=2, paths=("/api/chat-sessions/current/", "/api/chat-sessions/{uuid}/")
@@ -68,20 +69,21 @@ class Mutant:
     id: str
     bug: str  # what is wrong, in the words of a bug report
     injection: str  # how the bug is put into the mock
-    catches: tuple[str, ...]  # check names that diagnose it; the first is the expected one
+    catches: tuple[str, ...]  # check names that diagnose it; the first is the one the suite reports today
     profile: Profile
     inject: Callable[[MockApp], ASGIApp]  # returns the ASGI app the suite is run against
-    gap: str | None = None  # set when the suite does not catch it yet (the test is a strict xfail)
+    gap: str | None = None  # why the suite misses it today (the test is then a strict xfail)
 
 
 # -- ASGI plumbing -------------------------------------------------------------------
 @dataclass
 class Answer:
-    """A complete response as a wrapper sees it (streams are buffered whole)."""
+    """A complete response as a wrapper sees it (streams are buffered whole), with the request body."""
 
     status: int
     headers: Headers
     body: bytes
+    request: bytes = b""
 
     def header(self, name: str) -> str | None:
         wanted = name.lower().encode()
@@ -110,9 +112,7 @@ class Rewrite:
     Content-Length is recomputed when the body changes, so clients read the new body whole.
     """
 
-    def __init__(
-        self, app: ASGIApp, when: Callable[[Scope], bool], change: Callable[[Scope, Answer], Answer]
-    ) -> None:
+    def __init__(self, app: ASGIApp, when: Callable[[Scope], bool], change: Callable[[Scope, Answer], Answer]):
         self.app = app
         self.when = when
         self.change = change
@@ -123,6 +123,13 @@ class Rewrite:
             return
         start: dict[str, Any] = {}
         chunks: list[bytes] = []
+        request: list[bytes] = []
+
+        async def receiving() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                request.append(message.get("body", b""))
+            return message
 
         async def capture(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -130,8 +137,8 @@ class Rewrite:
             elif message["type"] == "http.response.body":
                 chunks.append(message.get("body", b""))
 
-        await self.app(scope, receive, capture)
-        original = Answer(start["status"], list(start.get("headers", [])), b"".join(chunks))
+        await self.app(scope, receiving, capture)
+        original = Answer(start["status"], list(start.get("headers", [])), b"".join(chunks), b"".join(request))
         answer = self.change(scope, original)
         headers = answer.headers
         if answer.body != original.body and answer.header("content-length") is not None:
@@ -143,9 +150,7 @@ class Rewrite:
 class RewriteQuery:
     """Changes the query string of matching requests before the app sees it."""
 
-    def __init__(
-        self, app: ASGIApp, when: Callable[[Scope], bool], change: Callable[[list[tuple[str, str]]], list[tuple[str, str]]]
-    ) -> None:
+    def __init__(self, app: ASGIApp, when: Callable[[Scope], bool], change: Callable[[Query], Query]):
         self.app = app
         self.when = when
         self.change = change
@@ -157,15 +162,34 @@ class RewriteQuery:
         await self.app(scope, receive, send)
 
 
+class ShortCircuit:
+    """Answers matching requests itself (a JSON error) before the app sees them."""
+
+    def __init__(
+        self, app: ASGIApp, when: Callable[[Scope], bool], status: int, detail: str, headers: Headers | None = None
+    ):
+        self.app = app
+        self.when = when
+        self.status = status
+        self.body = json.dumps({"detail": detail}, separators=(",", ":")).encode()
+        self.headers = [(b"content-type", b"application/json"), *(headers or [])]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.when(scope):
+            await self.app(scope, receive, send)
+            return
+        await send({"type": "http.response.start", "status": self.status, "headers": self.headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
 def _json_body(change: Callable[[Any], Any]) -> Callable[[Scope, Answer], Answer]:
     """A body rewrite for JSON answers (other answers pass unchanged)."""
 
     def rewrite(scope: Scope, answer: Answer) -> Answer:
         if not (answer.header("content-type") or "").startswith("application/json"):
             return answer
-        data = change(json.loads(answer.body))
-        body = json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode()
-        return Answer(answer.status, answer.headers, body)
+        body = json.dumps(change(json.loads(answer.body)), ensure_ascii=False, separators=(",", ":")).encode()
+        return Answer(answer.status, answer.headers, body, answer.request)
 
     return rewrite
 
@@ -177,7 +201,7 @@ def _stream_lines(change: Callable[[list[bytes]], list[bytes]]) -> Callable[[Sco
         if answer.status != 200:
             return answer
         lines = answer.body.split(b"\n")[:-1]
-        return Answer(answer.status, answer.headers, b"".join(line + b"\n" for line in change(lines)))
+        return Answer(answer.status, answer.headers, b"".join(line + b"\n" for line in change(lines)), answer.request)
 
     return rewrite
 
@@ -194,6 +218,10 @@ def _is_thread_list(scope: Scope) -> bool:
     return scope["method"] == "GET" and _path(scope) == "/api/chat-threads/"
 
 
+def _compact(record: Any) -> bytes:
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
 def _staff(app: MockApp) -> User:
     return next(u for u in app.store.users if u.sees_everything)
 
@@ -205,8 +233,7 @@ def archive_answers_200(app: MockApp) -> ASGIApp:
     def change(scope: Scope, answer: Answer) -> Answer:
         if answer.status != 204:
             return answer
-        headers = [*answer.headers, (b"content-type", b"application/json")]
-        return Answer(200, headers, b'{"status":"archived"}')
+        return Answer(200, [*answer.headers, (b"content-type", b"application/json")], b'{"status":"archived"}')
 
     return Rewrite(app.asgi, lambda s: s["method"] == "POST" and _path(s).endswith("/archive/"), change)
 
@@ -226,8 +253,7 @@ def session_created_as_timestamp(app: MockApp) -> ASGIApp:
     """A serializer that emits `created` as a Unix timestamp instead of an ISO 8601 string."""
 
     def change(data: Any) -> Any:
-        rows = data if isinstance(data, list) else [data]
-        for row in rows:
+        for row in data if isinstance(data, list) else [data]:
             if isinstance(row, dict) and isinstance(row.get("created"), str):
                 row["created"] = 1767225600.123456
         return data
@@ -306,11 +332,8 @@ def record_before_thread_m(app: MockApp) -> ASGIApp:
 
 def stream_not_compact(app: MockApp) -> ASGIApp:
     """Records serialized with `json.dumps` defaults: spaces after `:` and `,`."""
-
-    def loosen(lines: list[bytes]) -> list[bytes]:
-        return [json.dumps(json.loads(line)).encode() for line in lines]
-
-    return Rewrite(app.asgi, _is_stream, _stream_lines(loosen))
+    loosen = _stream_lines(lambda lines: [json.dumps(json.loads(line)).encode() for line in lines])
+    return Rewrite(app.asgi, _is_stream, loosen)
 
 
 def stream_content_type_charset(app: MockApp) -> ASGIApp:
@@ -331,24 +354,43 @@ def final_m_announces_unsaved_uuid(app: MockApp) -> ASGIApp:
     def swap(lines: list[bytes]) -> list[bytes]:
         final = json.loads(lines[-1])
         final["m"]["assistant_message_uuid"] = uuid.uuid4().hex
-        return [*lines[:-1], json.dumps(final, separators=(",", ":")).encode()]
+        return [*lines[:-1], _compact(final)]
 
     return Rewrite(app.asgi, _is_stream, _stream_lines(swap))
 
 
+def title_call_with_thread_m(app: MockApp) -> ASGIApp:
+    """The view writes the thread `m` record first for every stream, title calls included."""
+
+    def change(scope: Scope, answer: Answer) -> Answer:
+        thread = json.loads(answer.request or b"{}").get("update_thread_name")
+        if answer.status != 200 or not thread:
+            return answer
+        opening = _compact({"m": {"thread_uuid": thread}}) + b"\n"
+        return Answer(answer.status, answer.headers, opening + answer.body, answer.request)
+
+    return Rewrite(app.asgi, _is_stream, change)
+
+
 def auth_before_feature_flag(app: MockApp) -> ASGIApp:
     """The feature flag is checked in the view, after DRF authenticated: 401 where Waldur says 424."""
-    body = b'{"detail":"Authentication credentials were not provided."}'
-    headers: Headers = [(b"content-type", b"application/json"), (b"www-authenticate", b"Token")]
+    return ShortCircuit(
+        app.asgi,
+        lambda s: _is_stream(s) and _token(s) is None,
+        401,
+        "Authentication credentials were not provided.",
+        [(b"www-authenticate", b"Token")],
+    )
 
-    async def asgi(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and _is_stream(scope) and _token(scope) is None:
-            await send({"type": "http.response.start", "status": 401, "headers": headers})
-            await send({"type": "http.response.body", "body": body})
-            return
-        await app.asgi(scope, receive, send)
 
-    return asgi
+def upstream_before_auth(app: MockApp) -> ASGIApp:
+    """The upstream configuration is checked before authentication: 409 where Waldur says 401."""
+    return ShortCircuit(
+        app.asgi,
+        lambda s: _is_stream(s) and not app.settings.upstream_url_configured,
+        409,
+        "LLM inference API URL is not configured.",
+    )
 
 
 # -- state mutants (monkeypatches on one instance) ------------------------------------
@@ -361,9 +403,8 @@ def message_count_off_by_one(app: MockApp) -> ASGIApp:
 
 def message_count_active_only(app: MockApp) -> ASGIApp:
     """`message_count` counts active rows only, although Waldur counts replaced rows too."""
-    app.store.message_count = lambda thread: sum(  # type: ignore[method-assign]
-        1 for m in app.store.thread_messages(thread) if m.is_active
-    )
+    rows = app.store.thread_messages
+    app.store.message_count = lambda thread: sum(m.is_active for m in rows(thread))  # type: ignore[method-assign]
     return app
 
 
@@ -385,6 +426,7 @@ def reload_deletes_replaced(app: MockApp) -> ASGIApp:
     """Reload deletes the old assistant row and inserts a fresh one, instead of keeping both.
 
     As with `old.delete()` and a nullable foreign key: the new row replaces nothing any more.
+    The store has no delete, hence its private list.
     """
     finish, store = app.chat._finish, app.store
 
@@ -403,11 +445,9 @@ def reload_deletes_replaced(app: MockApp) -> ASGIApp:
 def unarchive_keeps_archived(app: MockApp) -> ASGIApp:
     """Unarchive touches the thread but never clears `is_archived`."""
     set_archived = app.store.set_archived
-
-    def archive_only(thread: Thread, archived: bool) -> None:
-        set_archived(thread, thread.is_archived or archived)
-
-    app.store.set_archived = archive_only  # type: ignore[method-assign]
+    app.store.set_archived = lambda thread, archived: set_archived(  # type: ignore[method-assign]
+        thread, thread.is_archived or archived
+    )
     return app
 
 
@@ -420,7 +460,7 @@ def edit_any_active_user_message(app: MockApp) -> ASGIApp:
         edited = store.message_in_thread(body.edit_message_uuid or "", thread) if body.mode == "edit" else None
         if edited is None or edited.role != "user" or not edited.is_active:
             return store_user_side(user, thread, body, detection)
-        store.last_active = lambda t, role: edited if role == "user" else last_active(t, role)  # type: ignore[method-assign]
+        store.last_active = lambda thread, role: edited if role == "user" else last_active(thread, role)  # type: ignore[method-assign]
         try:
             return store_user_side(user, thread, body, detection)
         finally:
@@ -442,137 +482,215 @@ def assistant_saved_empty(app: MockApp) -> ASGIApp:
 
 
 # -- the catalogue ------------------------------------------------------------------
-def _mutant(
-    id: str, bug: str, injection: str, catches: str | tuple[str, ...], profile: Profile,
-    inject: Callable[[MockApp], ASGIApp], gap: str | None = None,
-) -> Mutant:
-    names = (catches,) if isinstance(catches, str) else catches
-    return Mutant(id, bug, injection, names, profile, inject, gap)
-
-
 MUTANTS: list[Mutant] = [
-    _mutant(
-        "archive-answers-200", "archive answers 200 with a body instead of 204 (wrong status code)",
-        "ASGI wrapper: 204 of `POST .../archive/` becomes 200 `{\"status\":\"archived\"}`",
-        "behaviour.archive_status", BEHAVIOUR_PART, archive_answers_200,
+    Mutant(
+        id="archive-answers-200",
+        bug="archive answers 200 with a body instead of 204 (wrong status code)",
+        injection='ASGI wrapper: the 204 of `POST .../archive/` becomes 200 `{"status":"archived"}`',
+        catches=("behaviour.archive_status",),
+        profile=BEHAVIOUR_PART,
+        inject=archive_answers_200,
     ),
-    _mutant(
-        "anonymous-gets-403", "an anonymous request answers 403 instead of 401 (wrong status code)",
-        "ASGI wrapper: every 401 becomes 403 without `WWW-Authenticate`",
-        "schema.status_code_conformance", SCHEMA_SESSIONS, anonymous_gets_403,
+    Mutant(
+        id="anonymous-gets-403",
+        bug="an anonymous request answers 403 instead of 401 (wrong status code)",
+        injection="ASGI wrapper: every 401 becomes 403 without `WWW-Authenticate`",
+        catches=("schema.status_code_conformance",),
+        profile=SCHEMA_SESSIONS,
+        inject=anonymous_gets_403,
     ),
-    _mutant(
-        "session-created-as-number", "session `created` is a Unix timestamp, not a date-time string (wrong type)",
-        "ASGI wrapper rewrites the JSON of `/api/chat-sessions/...`",
-        "schema.response_schema_conformance", SCHEMA_SESSIONS, session_created_as_timestamp,
+    Mutant(
+        id="session-created-as-number",
+        bug="session `created` is a Unix timestamp, not a date-time string (field of the wrong type)",
+        injection="ASGI wrapper rewrites the JSON of `GET /api/chat-sessions/...`",
+        catches=("schema.response_schema_conformance",),
+        profile=SCHEMA_SESSIONS,
+        inject=session_created_as_timestamp,
     ),
-    _mutant(
-        "message-count-off-by-one", "`message_count` is one too many",
-        "monkeypatch `store.message_count` (+1)",
-        "behaviour.message_count", BEHAVIOUR_PART, message_count_off_by_one,
+    Mutant(
+        id="message-count-off-by-one",
+        bug="`message_count` is one too many",
+        injection="monkeypatch `store.message_count` (+1)",
+        catches=("behaviour.message_count",),
+        profile=BEHAVIOUR_PART,
+        inject=message_count_off_by_one,
     ),
-    _mutant(
-        "message-count-active-only", "`message_count` leaves out replaced rows",
-        "monkeypatch `store.message_count` (active rows only)",
-        "behaviour.message_count", BEHAVIOUR_PART, message_count_active_only,
+    Mutant(
+        id="message-count-active-only",
+        bug="`message_count` leaves out replaced rows",
+        injection="monkeypatch `store.message_count` (active rows only)",
+        catches=("behaviour.message_count",),
+        profile=BEHAVIOUR_PART,
+        inject=message_count_active_only,
     ),
-    _mutant(
-        "include-history-ignored", "`include_history` filter ignored: replaced rows never listed",
-        "ASGI wrapper drops `include_history` from the query of `GET /api/chat-messages/`",
-        "behaviour.include_history", BEHAVIOUR_PART, include_history_ignored,
+    Mutant(
+        id="include-history-ignored",
+        bug="`include_history` filter ignored: replaced rows are never listed",
+        injection="ASGI wrapper drops `include_history` from the query of `GET /api/chat-messages/`",
+        catches=("behaviour.include_history",),
+        profile=BEHAVIOUR_PART,
+        inject=include_history_ignored,
     ),
-    _mutant(
-        "is-archived-filter-ignored", "`is_archived` filter ignored on the thread list",
-        "ASGI wrapper drops `is_archived` from the query of `GET /api/chat-threads/`",
-        ("behaviour.filter_is_archived", "behaviour.x_result_count"), BEHAVIOUR_PART, is_archived_filter_ignored,
+    Mutant(
+        id="is-archived-filter-ignored",
+        bug="`is_archived` filter ignored on the thread list",
+        injection="ASGI wrapper drops `is_archived` from the query of `GET /api/chat-threads/`",
+        catches=("behaviour.x_result_count", "behaviour.filter_is_archived", "behaviour.pages_partition"),
+        profile=BEHAVIOUR_PART,
+        inject=is_archived_filter_ignored,
     ),
-    _mutant(
-        "link-header-dropped", "thread list without the `Link` header",
-        "ASGI wrapper drops `Link` from `GET /api/chat-threads/`",
-        "behaviour.link_header", BEHAVIOUR_PART, link_header_dropped,
+    Mutant(
+        id="link-header-dropped",
+        bug="thread list without the `Link` header",
+        injection="ASGI wrapper drops `Link` from `GET /api/chat-threads/`",
+        catches=("behaviour.link_header",),
+        profile=BEHAVIOUR_PART,
+        inject=link_header_dropped,
     ),
-    _mutant(
-        "result-count-of-page", "`X-Result-Count` counts the page, not the list",
-        "ASGI wrapper sets `X-Result-Count` to the page's length",
-        "behaviour.x_result_count", BEHAVIOUR_PART, result_count_of_page,
+    Mutant(
+        id="result-count-of-page",
+        bug="`X-Result-Count` counts the page, not the whole list",
+        injection="ASGI wrapper sets `X-Result-Count` to the page's length",
+        catches=("behaviour.x_result_count",),
+        profile=BEHAVIOUR_PART,
+        inject=result_count_of_page,
     ),
-    _mutant(
-        "foreign-thread-visible", "another user's thread is retrievable by uuid",
-        "monkeypatch `store.thread_visible_to` (checks as staff)",
-        "behaviour.foreign_thread_hidden", BEHAVIOUR_PART, foreign_thread_visible,
+    Mutant(
+        id="foreign-thread-visible",
+        bug="another user's thread is retrievable by uuid",
+        injection="monkeypatch `store.thread_visible_to` (every viewer checked as staff)",
+        catches=("behaviour.foreign_thread_hidden",),
+        profile=BEHAVIOUR_PART,
+        inject=foreign_thread_visible,
     ),
-    _mutant(
-        "foreign-messages-visible", "another user's messages are listed with `?thread=`",
-        "monkeypatch `store.messages_visible_to` (lists as staff)",
-        "behaviour.foreign_messages_hidden", BEHAVIOUR_PART, foreign_messages_visible,
+    Mutant(
+        id="foreign-messages-visible",
+        bug="another user's messages are listed with `?thread=`",
+        injection="monkeypatch `store.messages_visible_to` (every viewer listed as staff)",
+        catches=("behaviour.foreign_messages_hidden",),
+        profile=BEHAVIOUR_PART,
+        inject=foreign_messages_visible,
     ),
-    _mutant(
-        "reload-deletes-replaced", "reload deletes the replaced assistant row instead of keeping it",
-        "monkeypatch `chat._finish`: after a reload, remove the old row (new row replaces nothing)",
-        ("behaviour.message_count", "behaviour.include_history"), BEHAVIOUR_PART, reload_deletes_replaced,
+    Mutant(
+        id="reload-deletes-replaced",
+        bug="reload deletes the replaced assistant row instead of keeping it",
+        injection="monkeypatch `chat._finish`: after a reload the old row is removed, the new one replaces nothing",
+        catches=("behaviour.message_count", "behaviour.include_history", "behaviour.message_rows"),
+        profile=BEHAVIOUR_PART,
+        inject=reload_deletes_replaced,
     ),
-    _mutant(
-        "unarchive-keeps-archived", "unarchive does not clear `is_archived` (archive not toggling)",
-        "monkeypatch `store.set_archived` (never sets False)",
-        "behaviour.archive_flag", BEHAVIOUR_PART, unarchive_keeps_archived,
+    Mutant(
+        id="unarchive-keeps-archived",
+        bug="unarchive does not clear `is_archived` (archive not toggling)",
+        injection="monkeypatch `store.set_archived` (never sets False)",
+        catches=("behaviour.archive_flag",),
+        profile=BEHAVIOUR_PART,
+        inject=unarchive_keeps_archived,
     ),
-    _mutant(
-        "edit-not-last-accepted", "editing a user message that is not the last one is accepted",
-        "monkeypatch `chat._store_user_side`: the last-user check passes for any active user row",
-        "behaviour.edit_not_last_refused", BEHAVIOUR_PART, edit_any_active_user_message,
+    Mutant(
+        id="edit-not-last-accepted",
+        bug="editing a user message that is not the last one is accepted",
+        injection="monkeypatch `chat._store_user_side`: the last-user check passes for any active user row",
+        catches=("stream.edit_not_last_refused", "behaviour.edit_not_last_refused"),
+        profile=STREAM_PART,
+        inject=edit_any_active_user_message,
     ),
-    _mutant(
-        "injection-fields-for-users", "regular users see the staff-only injection fields",
-        "ASGI wrapper adds the four fields to every row of `GET /api/chat-messages/`",
-        "behaviour.injection_fields_hidden", BEHAVIOUR_PART, injection_fields_for_everyone,
+    Mutant(
+        id="injection-fields-for-users",
+        bug="regular users see the staff-only injection fields",
+        injection="ASGI wrapper adds the four fields to every row of `GET /api/chat-messages/`",
+        catches=("behaviour.injection_fields_hidden",),
+        profile=BEHAVIOUR_PART,
+        inject=injection_fields_for_everyone,
     ),
-    _mutant(
-        "staff-without-injection-fields", "staff do not see the injection fields",
-        "ASGI wrapper strips the four fields from staff's `GET /api/chat-messages/`",
-        "stream.staff_sees_injection_fields", STREAM_PART, staff_without_injection_fields,
+    Mutant(
+        id="staff-without-injection-fields",
+        bug="staff do not see the injection fields",
+        injection="ASGI wrapper strips the four fields from staff's `GET /api/chat-messages/`",
+        catches=("stream.staff_sees_injection_fields",),
+        profile=STREAM_PART,
+        inject=staff_without_injection_fields,
     ),
-    _mutant(
-        "stream-without-final-m", "stream misses its final `m` record",
-        "ASGI wrapper drops the stream's last line",
-        "stream.grammar.final_m_last", STREAM_PART, stream_without_final_m,
+    Mutant(
+        id="stream-without-final-m",
+        bug="the stream misses its final `m` record",
+        injection="ASGI wrapper drops the stream's last line",
+        catches=("stream.grammar.final_m_last",),
+        profile=STREAM_PART,
+        inject=stream_without_final_m,
     ),
-    _mutant(
-        "stream-unterminated", "the stream's last line is not terminated by `\\n`",
-        "ASGI wrapper strips the final `\\n`",
-        "stream.framing.terminated", STREAM_PART, stream_unterminated,
+    Mutant(
+        id="stream-unterminated",
+        bug="the stream's last line is not terminated by `\\n`",
+        injection="ASGI wrapper strips the final `\\n`",
+        catches=("stream.framing.terminated",),
+        profile=STREAM_PART,
+        inject=stream_unterminated,
     ),
-    _mutant(
-        "record-before-thread-m", "a content record comes before the thread `m` record",
-        "ASGI wrapper swaps the stream's first two lines",
-        "stream.grammar.thread_first", STREAM_PART, record_before_thread_m,
+    Mutant(
+        id="record-before-thread-m",
+        bug="a content record comes before the thread `m` record",
+        injection="ASGI wrapper swaps the stream's first two lines",
+        catches=("stream.grammar.thread_first",),
+        profile=STREAM_PART,
+        inject=record_before_thread_m,
     ),
-    _mutant(
-        "stream-not-compact", "stream records are not compact JSON (`\": \"`, `\", \"`)",
-        "ASGI wrapper re-serializes each line with `json.dumps` defaults",
-        "stream.framing.compact", STREAM_PART, stream_not_compact,
+    Mutant(
+        id="stream-not-compact",
+        bug="stream records are not compact JSON (`json.dumps` defaults)",
+        injection="ASGI wrapper re-serializes each line with spaces after `:` and `,`",
+        catches=("stream.framing.compact",),
+        profile=STREAM_PART,
+        inject=stream_not_compact,
     ),
-    _mutant(
-        "stream-content-type-charset", "stream `Content-Type` has `; charset=utf-8`",
-        "ASGI wrapper replaces the stream's `Content-Type`",
-        "stream.content_type", STREAM_PART, stream_content_type_charset,
+    Mutant(
+        id="stream-content-type-charset",
+        bug="the stream's `Content-Type` has `; charset=utf-8`",
+        injection="ASGI wrapper replaces the stream's `Content-Type`",
+        catches=("stream.content_type",),
+        profile=STREAM_PART,
+        inject=stream_content_type_charset,
     ),
-    _mutant(
-        "final-m-unsaved-uuid", "the final `m` announces an assistant uuid that is not stored",
-        "ASGI wrapper puts a fresh uuid into the final `m`",
-        "stream.uuids_match_rest", STREAM_PART, final_m_announces_unsaved_uuid,
+    Mutant(
+        id="final-m-unsaved-uuid",
+        bug="the final `m` announces an assistant uuid that is not stored",
+        injection="ASGI wrapper puts a fresh uuid into the final `m`",
+        catches=("stream.uuids_match_rest",),
+        profile=STREAM_PART,
+        inject=final_m_announces_unsaved_uuid,
     ),
-    _mutant(
-        "assistant-saved-empty", "the stored assistant message lacks the streamed text",
-        "monkeypatch `store.add_message` (assistant content saved empty)",
-        "stream.reassembly", STREAM_PART, assistant_saved_empty,
+    Mutant(
+        id="assistant-saved-empty",
+        bug="the stored assistant message lacks the streamed text",
+        injection="monkeypatch `store.add_message` (assistant content saved empty)",
+        catches=("stream.reassembly",),
+        profile=STREAM_PART,
+        inject=assistant_saved_empty,
     ),
-    _mutant(
-        "auth-before-feature-flag", "424 (chat disabled) checked after authentication",
-        "ASGI wrapper answers 401 to an anonymous stream before the app runs",
-        "configuration.chat_disabled_before_auth", CONFIGURATION_PART, auth_before_feature_flag,
+    Mutant(
+        id="title-call-with-thread-m",
+        bug="a title call (`update_thread_name`) sends a thread `m` record",
+        injection="ASGI wrapper prepends a thread `m` record to title-call streams",
+        catches=("stream.grammar.no_m_for_title",),
+        profile=STREAM_PART,
+        inject=title_call_with_thread_m,
+    ),
+    Mutant(
+        id="auth-before-feature-flag",
+        bug="424 (chat disabled) checked after authentication",
+        injection="ASGI wrapper answers 401 to an anonymous stream before the app runs",
+        catches=("configuration.chat_disabled_before_auth",),
+        profile=CONFIGURATION_PART,
+        inject=auth_before_feature_flag,
+    ),
+    Mutant(
+        id="upstream-before-auth",
+        bug="409 (upstream URL not configured) checked before authentication",
+        injection="ASGI wrapper answers 409 to any stream while the upstream URL is unset",
+        catches=("configuration.auth_before_upstream",),
+        profile=CONFIGURATION_PART,
+        inject=upstream_before_auth,
     ),
 ]
 
 PROFILES: list[Profile] = list(dict.fromkeys(m.profile for m in MUTANTS))
-
-__all__ = ["MUTANTS", "PROFILES", "Answer", "Mutant", "Profile", "Rewrite", "RewriteQuery", "field"]

@@ -116,10 +116,27 @@ def _behaviour(target: Target, checker: StreamChecker, budget: Budget, options: 
         )
     except ContractViolation as violation:
         return CheckResult("behaviour", violation.check, "failed", violation.message, violation.steps)
+    except Exception as error:  # hypothesis wraps failures it could not replay
+        found = _find_violation(error)
+        if found is None:
+            return CheckResult("behaviour", "behaviour.error", "failed", f"{type(error).__name__}: {error}"[:500])
+        note = " (not shrunk: its replay did not fail again, e.g. once the stream budget ran out)"
+        return CheckResult("behaviour", found.check, "failed", found.message + note, found.steps)
     note = "no difference between the target and the model"
     if budget.streams_left <= 0:
         note += " (the stream budget ran out: later examples read and archive only)"
     return CheckResult("behaviour", "behaviour.model", "passed", note)
+
+
+def _find_violation(error: BaseException | None) -> ContractViolation | None:
+    """The ContractViolation inside a hypothesis error (Flaky failures carry the originals)."""
+    if error is None or isinstance(error, ContractViolation):
+        return error
+    for inner in getattr(error, "exceptions", ()):
+        found = _find_violation(inner)
+        if found is not None:
+            return found
+    return _find_violation(error.__cause__ or error.__context__)
 
 
 def _archive_created(target: Target, budget: Budget) -> int:

@@ -8,7 +8,8 @@ checks the order of 424/401/409/400 on the stream; elsewhere it is skipped with 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from mockserver.contract.behaviour import MARK, Budget
@@ -40,7 +41,8 @@ class StreamScenarios:
         self.checker = checker
         self.budget = budget
         self.thread: str | None = None
-        self.last: dict[str, str] = {}
+        self.first: dict[str, str] = {}  # final m of the first turn
+        self.last: dict[str, str] = {}  # final m of the latest turn
 
     def stream(self, body: dict[str, Any], expect: StreamExpectation, token: str | None = None) -> list[dict[str, Any]]:
         if not self.budget.take():
@@ -60,6 +62,7 @@ class StreamScenarios:
             _attempt("stream", "stream.new_thread", self.new_thread),
             _attempt("stream", "stream.follow_up", self.follow_up),
             _attempt("stream", "stream.reload", self.reload),
+            _attempt("stream", "stream.edit_refusals", self.edit_refusals),
             _attempt("stream", "stream.edit", self.edit),
             _attempt("stream", "stream.title_call", self.title_call),
             _attempt("stream", "stream.staff_visibility", self.staff_visibility),
@@ -87,8 +90,30 @@ class StreamScenarios:
         self.last = records[-1]["m"]
 
     def follow_up(self) -> None:
+        self.first = dict(self.last)
         records = self.stream({"input": f"{MARK} and then?", "thread_uuid": self.need_thread()}, StreamExpectation())
         self.last = records[-1]["m"]
+
+    def edit_refusals(self) -> str:
+        """Editing an earlier user message or an assistant message: 400 with a bare list, nothing stored."""
+        if "user_message_uuid" not in self.first or "user_message_uuid" not in self.last:
+            raise _Skip("needs two user turns in one thread")
+        cases = [
+            ("stream.edit_not_last_refused", self.first["user_message_uuid"], ["Can only edit the last user message."]),
+            ("stream.edit_assistant_refused", self.last["assistant_message_uuid"], ["Can only edit user messages."]),
+        ]
+        for check, message, answer in cases:
+            body = {
+                "input": f"{MARK} edited",
+                "thread_uuid": self.need_thread(),
+                "mode": "edit",
+                "edit_message_uuid": message,
+            }
+            response = self.target.request("POST", "/api/chat/stream/", json=body, token=self.target.tokens.user)
+            if response.status_code != 400 or _json(response) != answer:
+                got = f"{response.status_code} {response.text[:200]}"
+                raise ContractViolation(check, f"expected 400 {answer}, got {got}", [self.target.step(response, body)])
+        return "400 for a non-last user message and for an assistant message"
 
     def reload(self) -> None:
         body = {"input": f"{MARK} and then?", "thread_uuid": self.need_thread(), "mode": "reload"}
@@ -194,6 +219,15 @@ class ConfigurationScenarios:
         if response.status_code != 200:
             raise _Skip(f"the target refused the configuration {patch}: {response.status_code}")
 
+    @contextmanager
+    def switched(self, patch: dict[str, Any], restore: dict[str, Any]) -> Iterator[None]:
+        """Apply a switch for one scenario and undo it even when the scenario fails."""
+        self.configure(patch)
+        try:
+            yield
+        finally:
+            self.target.request("PATCH", "/__mock__/config", json=restore)
+
     def expect(self, check: str, body: Any, token: str | None, status: int, answer: Any) -> None:
         response = self.target.request("POST", "/api/chat/stream/", json=body, token=token)
         step = self.target.step(response, body, response.text[:200])
@@ -203,54 +237,54 @@ class ConfigurationScenarios:
             )
 
     def chat_disabled(self) -> str:
-        self.configure({"chat_enabled": False})
         disabled = {"detail": "Extension is disabled."}
-        self.expect("configuration.chat_disabled_before_auth", {"input": "x"}, None, 424, disabled)
-        self.expect("configuration.chat_disabled_before_body", {}, self.target.tokens.user, 424, disabled)
-        self.configure({"chat_enabled": True})
+        with self.switched({"chat_enabled": False}, {"chat_enabled": True}):
+            self.expect("configuration.chat_disabled_before_auth", {"input": "x"}, None, 424, disabled)
+            self.expect("configuration.chat_disabled_before_body", {}, self.target.tokens.user, 424, disabled)
         return "424 before authentication and before body validation"
 
     def upstream_not_configured(self) -> str:
         tokens = self.target.tokens
-        self.configure({"upstream_url_configured": False})
-        self.expect(
-            "configuration.auth_before_upstream",
-            {"input": "x"},
-            None,
-            401,
-            {"detail": "Authentication credentials were not provided."},
-        )
-        self.expect(
-            "configuration.upstream_url_before_body",
-            {},
-            tokens.user,
-            409,
-            {"detail": "LLM inference API URL is not configured."},
-        )
-        self.configure({"upstream_url_configured": True, "upstream_token_configured": False})
-        self.expect(
-            "configuration.upstream_token_before_body",
-            {},
-            tokens.user,
-            409,
-            {"detail": "LLM inference API token is not configured."},
-        )
-        self.configure({"upstream_token_configured": True})
+        with self.switched({"upstream_url_configured": False}, {"upstream_url_configured": True}):
+            self.expect(
+                "configuration.auth_before_upstream",
+                {"input": "x"},
+                None,
+                401,
+                {"detail": "Authentication credentials were not provided."},
+            )
+            self.expect(
+                "configuration.upstream_url_before_body",
+                {},
+                tokens.user,
+                409,
+                {"detail": "LLM inference API URL is not configured."},
+            )
+        with self.switched({"upstream_token_configured": False}, {"upstream_token_configured": True}):
+            self.expect(
+                "configuration.upstream_token_before_body",
+                {},
+                tokens.user,
+                409,
+                {"detail": "LLM inference API token is not configured."},
+            )
         return "401 before 409, 409 before 400"
 
     def token_quota(self, user: str) -> str:
         tokens = self.target.tokens
         for period in ("daily", "weekly", "monthly"):
-            self.configure({"token_limits": {user: {f"{period}_limit": 10}}, "token_usage": {user: {period: 10}}})
-            self.expect("configuration.body_before_quota", {}, tokens.user, 400, {"input": ["This field is required."]})
-            self.expect(
-                f"configuration.{period}_quota",
-                {"input": f"{MARK} x"},
-                tokens.user,
-                409,
-                {"detail": f"{period.capitalize()} token limit exceeded."},
-            )
-            self.configure({"token_limits": {user: None}, "token_usage": {user: None}})
+            at_limit = {"token_limits": {user: {f"{period}_limit": 10}}, "token_usage": {user: {period: 10}}}
+            with self.switched(at_limit, {"token_limits": {user: None}, "token_usage": {user: None}}):
+                self.expect(
+                    "configuration.body_before_quota", {}, tokens.user, 400, {"input": ["This field is required."]}
+                )
+                self.expect(
+                    f"configuration.{period}_quota",
+                    {"input": f"{MARK} x"},
+                    tokens.user,
+                    409,
+                    {"detail": f"{period.capitalize()} token limit exceeded."},
+                )
         return "400 before 409; daily, weekly and monthly limits answer 409"
 
 
