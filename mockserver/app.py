@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Mount
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mockserver.api.context import Services
 from mockserver.api.endpoints import HANDLERS
@@ -26,7 +26,7 @@ from mockserver.api.streaming import ConnectionDroppedOnPurpose
 from mockserver.chat.deployment import DeploymentSettings
 from mockserver.chat.service import ChatService
 from mockserver.control.api import ControlAPI
-from mockserver.control.journal import JournalMiddleware, RequestJournal
+from mockserver.control.journal import CONTROL_PREFIX, JournalMiddleware, RequestJournal
 from mockserver.engine.base import ReplyEngine
 from mockserver.engine.scripted import ScriptedEngine
 from mockserver.engine.scripts import ScriptSet, load_script_dir
@@ -112,9 +112,11 @@ class MockApp:
                     expose_headers=CORS_EXPOSE_HEADERS,
                 ),
             )
+        # The chat API is dispatched by our spec router for every path (Starlette's Mount would
+        # not match paths with a newline in them); the control API is a plain Starlette router.
         return Starlette(
-            routes=[*self.control.routes(), Mount("/", app=router)],
-            middleware=middleware,
+            routes=[Mount("/__mock__", routes=self.control.routes())],
+            middleware=[*middleware, Middleware(_ApiFirst, api=router)],
             exception_handlers={Exception: _server_error},
         )
 
@@ -142,6 +144,20 @@ class MockApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.asgi(scope, receive, send)
+
+
+class _ApiFirst:
+    """Send everything but `/__mock__/` to the spec router, before Starlette's routing."""
+
+    def __init__(self, app: ASGIApp, api: ASGIApp):
+        self.app = app
+        self.api = api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and not scope["path"].startswith(CONTROL_PREFIX):
+            await self.api(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
 
 class _Scripts:

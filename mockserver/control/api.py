@@ -35,12 +35,13 @@ class ControlAPI:
         self.scripts = scripts
 
     def routes(self) -> list[Route]:
+        """Relative to the `/__mock__` mount."""
         return [
-            Route("/__mock__/reset", self.reset, methods=["POST"]),
-            Route("/__mock__/requests", self.requests, methods=["GET", "DELETE"]),
-            Route("/__mock__/config", self.config, methods=["GET", "PATCH"]),
-            Route("/__mock__/scripts", self.script_set, methods=["GET", "PUT", "DELETE"]),
-            Route("/__mock__/health", self.health, methods=["GET"]),
+            Route("/reset", self.reset, methods=["POST"]),
+            Route("/requests", self.requests, methods=["GET", "DELETE"]),
+            Route("/config", self.config, methods=["GET", "PATCH"]),
+            Route("/scripts", self.script_set, methods=["GET", "PUT", "DELETE"]),
+            Route("/health", self.health, methods=["GET"]),
         ]
 
     async def reset(self, request: Request) -> Response:
