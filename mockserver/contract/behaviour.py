@@ -243,6 +243,10 @@ class ChatMachine(RuleBasedStateMachine):
             self.refused(
                 model.owner, body, 400, ["Can only edit the last user message."], "behaviour.edit_not_last_refused"
             )
+        foreign = next((r for t in self.model.values() if t.owner != model.owner for r in t.active("user")), None)
+        if foreign is not None:  # another user's message, named in one's own thread
+            body = {"input": f"{MARK} x", "thread_uuid": thread, "mode": "edit", "edit_message_uuid": foreign.uuid}
+            self.refused(model.owner, body, 404, {"detail": "Message not found."}, "behaviour.edit_foreign_refused")
 
     @rule(thread=threads)
     def foreign_thread_refused(self, thread: str) -> None:
@@ -383,6 +387,9 @@ class ChatMachine(RuleBasedStateMachine):
         uuid = response.json()["uuid"]
         if self.session.setdefault(who, uuid) != uuid:
             raise self.fail("behaviour.current_session_idempotent", "current session changed between calls")
+        stranger = "other" if who == "user" else "user"
+        foreign = self.call("GET", f"/api/chat-sessions/{uuid}/", stranger)
+        self.expect_status(foreign, 404, "behaviour.foreign_session_hidden")
 
     @invariant()
     def nothing(self) -> None:
