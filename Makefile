@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 serve: $(STAMP)
-	$(BIN)/waldur-chat-mock serve --host 127.0.0.1 --port 8000
+	$(BIN)/waldur-chat-mock serve --host 127.0.0.1 --port 8000 --seed-data fixtures/seed.yaml
 
 lint: $(STAMP)
 	$(BIN)/ruff check mockserver tests

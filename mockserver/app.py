@@ -35,6 +35,7 @@ from mockserver.engine.scripts.model import Script
 from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
 from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
 from mockserver.openapi.validation import RECORD_SCHEMA, ValidationMiddleware, ViolationLog, record_problems
+from mockserver.seed import apply_seed, load_seed
 from mockserver.store import ChatStore, User
 from mockserver.users import DEFAULT_USERS_FILE, load_users
 
@@ -65,6 +66,7 @@ class ServerOptions:
     scripts: Path = DEFAULT_SCRIPT_DIR  # a directory of *.yaml or one file
     resources_file: Path = DEFAULT_RESOURCES_FILE
     speed: float = 1.0  # playback speed of scripted replies; 0 = no delays
+    seed_data: Path | None = None  # threads and messages to start with (and reset to)
     engine: ReplyEngine | None = None  # replaces the scripted engine (tests, experiments)
     settings: DeploymentSettings = field(default_factory=DeploymentSettings)
 
@@ -77,6 +79,8 @@ class MockApp:
         users = self.options.users if self.options.users is not None else load_users(self.options.users_file)
         self.spec = SpecIndex.from_file(self.options.spec_file)
         self.store = ChatStore(users)
+        self.seed = load_seed(self.options.seed_data, {u.username for u in users}) if self.options.seed_data else []
+        apply_seed(self.store, self.seed)
         self.settings = self.options.settings
         self.settings.speed = self.options.speed
         self._initial_settings = _copy_settings(self.settings)
@@ -133,8 +137,9 @@ class MockApp:
             self.engine.scripts = self.load_scripts(scripts)
 
     def reset(self) -> None:
-        """Back to the seed state: no chat data, default settings and scripts, empty journal."""
+        """Back to the seed state: the seed data only, default settings and scripts, empty journal."""
         self.store.reset()
+        apply_seed(self.store, self.seed)
         if isinstance(self.engine, ScriptedEngine):
             self.engine.scripts = self._default_scripts
         fresh = _copy_settings(self._initial_settings)

@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-cors", action="store_true", help="turn CORS headers off")
     serve.add_argument("--scripts", type=Path, help="reply scripts: a directory of *.yaml or one file")
+    serve.add_argument("--seed-data", type=Path, help="threads and messages to start with (fixtures/seed.yaml)")
     serve.add_argument("--resources", type=Path, help="resources listed by the show_user_resources tool")
     serve.add_argument(
         "--speed",
@@ -104,6 +105,7 @@ def serve(args: argparse.Namespace) -> int:
         validate_responses=args.validate_responses,
         cors=not args.no_cors,
         speed=args.speed,
+        seed_data=args.seed_data,
     )
     if args.scripts:
         options.scripts = args.scripts

@@ -74,3 +74,25 @@ def test_options_on_a_refused_route_answers_metadata_after_authentication(client
     response = clients.alice.request("OPTIONS", path)
     assert response.status_code == 200 and response.json()["name"] == "Chat Messages"
     assert clients.alice.get(path).headers["allow"] == "OPTIONS"
+
+
+def test_seed_data_is_served_and_reset_returns_to_it() -> None:
+    """`make serve` starts with fixtures/seed.yaml; a reset goes back to exactly that."""
+    from mockserver.seed import DEFAULT_SEED_FILE
+
+    with clients_for(create_app(ServerOptions(seed_data=DEFAULT_SEED_FILE, speed=0))) as clients:
+        names = [t["name"] for t in clients.alice.get("/api/chat-threads/").json()]
+        assert names == ["Old question", "Listing my resources", "Ordering a virtual machine"]
+        archived = clients.alice.get("/api/chat-threads/", params={"is_archived": "true"}).json()
+        assert [t["name"] for t in archived] == ["Old question"]
+        assert [t["message_count"] for t in clients.bob.get("/api/chat-threads/").json()] == [2]
+        clients.alice.stream(input="hello")
+        assert clients.alice.post("/__mock__/reset").status_code == 204
+        assert [t["name"] for t in clients.alice.get("/api/chat-threads/").json()] == names
+
+
+def test_seed_data_naming_an_unknown_user_is_refused(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.yaml"
+    seed.write_text("threads:\n  - {owner: mallory, messages: []}\n")
+    with pytest.raises(ConfigurationError, match="'owner' must be one of the users"):
+        create_app(ServerOptions(seed_data=seed))
