@@ -16,11 +16,11 @@ serve: $(STAMP)
 	$(BIN)/waldur-chat-mock serve --host 127.0.0.1 --port 8000 --seed-data fixtures/seed.yaml
 
 lint: $(STAMP)
-	$(BIN)/ruff check mockserver tests
+	$(BIN)/ruff check mockserver tests benchmarks
 	$(BIN)/ruff format --check mockserver tests
 
 test: $(STAMP)
-	$(BIN)/ruff check mockserver tests
+	$(BIN)/ruff check mockserver tests benchmarks
 	$(BIN)/python -m pytest
 
 clean:

@@ -69,7 +69,7 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
 
 
-async def run(base_url: str, streams: int, concurrency: int, chunks: int, first_ms: float, gap_ms: float) -> None:
+async def run(base_url: str, streams: int, concurrency: int, *, chunks: int, first_ms: float, gap_ms: float) -> None:
     limits = httpx.Limits(max_connections=concurrency)
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
         semaphore = asyncio.Semaphore(concurrency)
@@ -84,16 +84,21 @@ async def run(base_url: str, streams: int, concurrency: int, chunks: int, first_
     first_record = [r[0] * 1000 for r in results]
     first_content = [r[1] * 1000 for r in results]
     gap_errors = [
-        abs((r[i + 1] - r[i]) * 1000 - gap_ms) for r in results for i in range(1, chunks)  # content -> content
+        abs((r[i + 1] - r[i]) * 1000 - gap_ms)
+        for r in results
+        for i in range(1, chunks)  # content -> content
     ]
     print(f"concurrency {concurrency:>4}: {streams} streams x {chunks} chunks in {wall:.2f} s")
-    print(f"  first record (thread m)  p50 {statistics.median(first_record):7.2f} ms"
-          f"  p95 {percentile(first_record, 0.95):7.2f} ms  max {max(first_record):7.2f} ms")
-    print(f"  first content record     p50 {statistics.median(first_content):7.2f} ms"
-          f"  (scripted {first_ms:.0f} ms)")
-    print(f"  |observed - scripted| gap  mean {statistics.mean(gap_errors):6.2f} ms  p50 "
-          f"{statistics.median(gap_errors):6.2f} ms  p95 {percentile(gap_errors, 0.95):6.2f} ms"
-          f"  max {max(gap_errors):6.2f} ms  (scripted gap {gap_ms:.0f} ms, {len(gap_errors)} gaps)")
+    print(
+        f"  first record (thread m)  p50 {statistics.median(first_record):7.2f} ms"
+        f"  p95 {percentile(first_record, 0.95):7.2f} ms  max {max(first_record):7.2f} ms"
+    )
+    print(f"  first content record     p50 {statistics.median(first_content):7.2f} ms  (scripted {first_ms:.0f} ms)")
+    print(
+        f"  |observed - scripted| gap  mean {statistics.mean(gap_errors):6.2f} ms  p50 "
+        f"{statistics.median(gap_errors):6.2f} ms  p95 {percentile(gap_errors, 0.95):6.2f} ms"
+        f"  max {max(gap_errors):6.2f} ms  (scripted gap {gap_ms:.0f} ms, {len(gap_errors)} gaps)"
+    )
 
 
 def main() -> None:
@@ -111,7 +116,9 @@ def main() -> None:
         try:
             for level in (int(c) for c in args.concurrency.split(",")):
                 streams = max(args.streams, level)
-                asyncio.run(run(base_url, streams, level, args.chunks, args.first_ms, args.gap_ms))
+                asyncio.run(
+                    run(base_url, streams, level, chunks=args.chunks, first_ms=args.first_ms, gap_ms=args.gap_ms)
+                )
         finally:
             server.should_exit = True
 
