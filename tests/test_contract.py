@@ -30,11 +30,19 @@ def run_against(app: MockApp, **overrides: object) -> Report:
     return verify(options)
 
 
+_FULL: dict[str, MockApp] = {}
+
+
+def full_report_app() -> MockApp:
+    return _FULL["app"]
+
+
 @pytest.fixture(scope="module")
 def full_report() -> Report:
     from mockserver.app import ServerOptions, create_app
 
-    return run_against(create_app(ServerOptions(validate_responses=True, speed=0)))
+    _FULL["app"] = create_app(ServerOptions(validate_responses=True, speed=0))
+    return run_against(_FULL["app"])
 
 
 def test_the_mock_honours_its_own_contract(full_report: Report) -> None:
@@ -58,12 +66,23 @@ def test_junit_report_lists_every_check(full_report: Report, tmp_path: Path) -> 
     assert {c.get("name") for c in cases} == {r.check for r in full_report.results}
 
 
-def test_stream_budget_is_respected(app: MockApp) -> None:
-    """With no stream budget, no stream is made: stream scenarios skip with the reason."""
-    report = run_against(app, max_streams=0, only=("stream",))
-    streamed = [e for e in app.journal.entries() if e["path"] == "/api/chat/stream/"]
+def test_stream_budget_is_respected_by_every_part(app: MockApp) -> None:
+    """With no stream budget no stream answers 200 (each would be an LLM call on a real server)."""
+    report = run_against(app, max_streams=0, only=("schema", "stream", "behaviour"), max_examples=3)
+    streamed = [
+        e for e in app.journal.entries() if (e["method"], e["path"], e["status"]) == ("POST", "/api/chat/stream/", 200)
+    ]
     assert streamed == []
     assert "stream budget (--max-streams) exhausted" in summary(report)
+
+
+def test_every_message_the_suite_sends_is_marked(full_report: Report) -> None:
+    """A real deployment keeps every message: the suite's must be recognisable."""
+    from mockserver.contract.behaviour import MARK
+
+    app = full_report_app()
+    users = [m for m in app.store.messages_visible_to(app.store.user_by_username("staff")) if m.role == "user"]
+    assert users and all(m.content.startswith(MARK) for m in users)
 
 
 def test_a_bad_token_is_a_usage_error_not_a_verdict(app: MockApp) -> None:

@@ -119,6 +119,7 @@ class _RunState:
 
     budget: Budget | None = None
     stream_deadline: float = 60.0
+    spec: SpecIndex | None = None
 
 
 _STATE = _RunState()
@@ -151,8 +152,25 @@ def _deadline_reader(response: Any, *args: Any, **kwargs: Any) -> Any:
 
 @schemathesis.hook
 def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
-    """Global on purpose: schemathesis dispatches `before_call` only from global hooks."""
+    """Runs before every call of every phase (global on purpose: schemathesis dispatches
+    `before_call` only from global hooks). Streams get a read deadline, and stream bodies
+    the mark and the budget."""
     kwargs.setdefault("hooks", {}).setdefault("response", []).append(_deadline_reader)
+    if _STATE.spec is not None and case.operation.definition.raw.get("operationId") == STREAM_OPERATION:
+        _shape_stream_body(case, _STATE.spec)
+
+
+def _shape_stream_body(case: Any, spec: SpecIndex) -> None:
+    """Mark the input; and once the stream budget is spent, turn a body that would stream into
+    one the server must refuse (no `input`), so no LLM call is made. Schemathesis revalidates
+    a case edited here, so its checks judge the request that is really sent."""
+    body = case.body
+    if not isinstance(body, dict):
+        return
+    if isinstance(body.get("input"), str):
+        body["input"] = f"{MARK} {body['input'].strip()}"[:50000]
+    if _STATE.budget is not None and _body_accepted(case, spec) and not _STATE.budget.take():
+        body.pop("input", None)
 
 
 def _load(spec_path: Path, config: dict[str, Any], app: Any, base_url: str | None) -> Any:
@@ -168,21 +186,6 @@ def _load(spec_path: Path, config: dict[str, Any], app: Any, base_url: str | Non
     @schema.hook
     def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
         return not (isinstance(failure, AcceptedNegativeData) and _only_lenient_mutated(case, spec))
-
-    @schema.hook
-    def filter_case(context: Any, case: Any) -> bool:
-        """Positive stream calls cost an LLM call on a real server: take them from the budget."""
-        if case.operation.definition.raw.get("operationId") != STREAM_OPERATION:
-            return True
-        if case.meta is not None and case.meta.generation.mode.is_negative:
-            return True
-        return _STATE.budget is None or _STATE.budget.take()
-
-    @schema.hook
-    def map_body(context: Any, body: Any) -> Any:
-        if isinstance(body, dict) and isinstance(body.get("input"), str) and len(body["input"]) < 49000:
-            return {**body, "input": f"{MARK} {body['input']}"}
-        return body
 
     return schema
 
@@ -200,14 +203,14 @@ def run_config(token: str, *, seed: int | None, max_examples: int, request_timeo
 
 
 @contextmanager
-def _run_state(budget: Budget | None, stream_deadline: float) -> Iterator[None]:
+def _run_state(budget: Budget | None, stream_deadline: float, spec: SpecIndex) -> Iterator[None]:
     with _STATE_LOCK:
-        previous = (_STATE.budget, _STATE.stream_deadline)
-        _STATE.budget, _STATE.stream_deadline = budget, stream_deadline
+        previous = (_STATE.budget, _STATE.stream_deadline, _STATE.spec)
+        _STATE.budget, _STATE.stream_deadline, _STATE.spec = budget, stream_deadline, spec
         try:
             yield
         finally:
-            _STATE.budget, _STATE.stream_deadline = previous
+            _STATE.budget, _STATE.stream_deadline, _STATE.spec = previous
 
 
 def run_schema_checks(
@@ -225,7 +228,7 @@ def run_schema_checks(
     config = run_config(token, seed=seed, max_examples=max_examples, request_timeout=request_timeout)
     results: list[CheckResult] = []
     seen: set[tuple[str, str, str]] = set()
-    with _run_state(budget, request_timeout):
+    with _run_state(budget, request_timeout, SpecIndex.from_file(spec_path)):
         schema = _load(spec_path, config, app, base_url)
         for event in from_schema(schema).execute():
             if isinstance(event, events.ScenarioFinished):
