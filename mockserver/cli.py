@@ -94,6 +94,17 @@ _positive_int = _bounded(int, 1)
 _speed = _bounded(float, 0)
 
 
+def _ensure_free(host: str, port: int) -> None:
+    """Refuse a busy address in one line, before uvicorn's multi-line error and exit code 3."""
+    import socket
+
+    try:
+        with socket.create_server((host, port)):
+            pass
+    except OSError as exc:
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -112,6 +123,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.resources:
         options.resources_file = args.resources
     app = create_app(options)
+    _ensure_free(args.host, args.port)
     base = f"http://{args.host}:{args.port}"
     print(f"waldur-chat-mock serving Waldur 8.0.5 chat API on {base}/api/", flush=True)
     for user in app.store.users:

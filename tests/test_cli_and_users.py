@@ -96,3 +96,20 @@ def test_seed_data_naming_an_unknown_user_is_refused(tmp_path: Path) -> None:
     seed.write_text("threads:\n  - {owner: mallory, messages: []}\n")
     with pytest.raises(ConfigurationError, match="'owner' must be one of the users"):
         create_app(ServerOptions(seed_data=seed))
+
+
+def test_a_busy_port_is_one_line_and_exit_code_2(capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert main(["serve", "--port", str(port)]) == 2
+    assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
+
+
+def test_the_cli_offers_exactly_the_suite_parts() -> None:
+    """cli.py keeps its own copy so that `serve` does not import the suite; they must agree."""
+    from mockserver import cli
+    from mockserver.contract import runner
+
+    assert cli.PARTS == runner.PARTS

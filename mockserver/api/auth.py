@@ -9,10 +9,12 @@ from mockserver.store import ChatStore, User
 
 
 def credentials(request: Request) -> str | None:
-    """The token the request carries, or None when it carries none (DRF's TokenAuthentication)."""
+    """The token the request carries, or None when it carries none (DRF's TokenAuthentication).
+
+    Other schemes (`Bearer` is Waldur's OIDC, not emulated) count as no credentials."""
     header = request.headers.get("authorization", "")
     parts = header.split()
-    if parts and parts[0].lower() in ("token", "bearer"):
+    if parts and parts[0].lower() == "token":
         if len(parts) == 1:
             raise AuthenticationFailed("Invalid token header. No credentials provided.")
         if len(parts) > 2:

@@ -12,7 +12,6 @@ from operator import attrgetter
 
 from starlette.datastructures import QueryParams
 
-from mockserver.api.serializers import max_injection_score, thread_is_flagged
 from mockserver.chat.injection import Severity, severity_range
 from mockserver.store import Message, Thread
 from mockserver.util import normalize_uuid
@@ -32,9 +31,9 @@ def lenient_bool(raw: str | None) -> bool | None:
 
 def _in_band(thread: Thread, severity: Severity) -> bool:
     if severity == "none":
-        return not thread_is_flagged(thread)
+        return not thread.is_flagged
     low, high = severity_range(severity)
-    return thread_is_flagged(thread) and low <= max_injection_score(thread) < high
+    return thread.is_flagged and low <= thread.max_injection_score < high
 
 
 def _matches_query(thread: Thread, text: str) -> bool:
@@ -53,6 +52,10 @@ def _is_archived(thread: Thread) -> bool:
     return thread.is_archived
 
 
+def _is_flagged(thread: Thread) -> bool:
+    return thread.is_flagged
+
+
 def _equals(getter: Callable[[Thread], bool], wanted: bool) -> Callable[[Thread], bool]:
     return lambda thread: getter(thread) == wanted
 
@@ -62,7 +65,7 @@ ORDERINGS = {"created", "-created", "modified", "-modified"}
 
 def filter_threads(threads: list[Thread], query: QueryParams) -> list[Thread]:
     tests: list[Callable[[Thread], bool]] = []
-    for name, getter in (("is_archived", _is_archived), ("is_flagged", thread_is_flagged)):
+    for name, getter in (("is_archived", _is_archived), ("is_flagged", _is_flagged)):
         wanted = lenient_bool(query.get(name))
         if wanted is not None:
             tests.append(_equals(getter, wanted))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from typing import Any
 
 from starlette.responses import Response
@@ -26,9 +25,3 @@ def no_content() -> Response:
 
 def error_response(error: ApiError) -> Response:
     return json_response(error.body, status=error.status_code, headers=error.headers)
-
-
-def format_datetime(value: datetime) -> str:
-    """ISO 8601 in UTC with `Z`, DRF's default (microseconds whenever they are non-zero)."""
-    text = value.astimezone(UTC).isoformat()
-    return text.removesuffix("+00:00") + "Z"

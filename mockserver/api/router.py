@@ -100,5 +100,5 @@ def _metadata(route: PathRoute) -> dict[str, object]:
         "name": route.template.strip("/").split("/")[1].replace("-", " ").title(),
         "description": "",
         "renders": ["application/json", "text/html"],
-        "parses": ["application/json", "application/x-www-form-urlencoded", "multipart/form-data"],
+        "parses": ["application/json", "application/x-www-form-urlencoded"],
     }

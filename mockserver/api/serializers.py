@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from mockserver.api.rendering import format_datetime
 from mockserver.chat.injection import severity_of
 from mockserver.store import ChatSession, ChatStore, Message, Thread, User
+from mockserver.util import format_datetime
 
 INJECTION_FIELDS = ("is_flagged", "injection_score", "injection_severity", "injection_categories")
 
@@ -28,15 +28,6 @@ def session_json(session: ChatSession) -> dict[str, Any]:
     }
 
 
-def max_injection_score(thread: Thread) -> float:
-    value = thread.flags.get("max_injection_score", 0.0)
-    return float(value) if isinstance(value, int | float) else 0.0
-
-
-def thread_is_flagged(thread: Thread) -> bool:
-    return bool(thread.flags.get("is_flagged", False))
-
-
 def thread_json(thread: Thread, store: ChatStore) -> dict[str, Any]:
     return {
         "uuid": thread.uuid,
@@ -45,8 +36,8 @@ def thread_json(thread: Thread, store: ChatStore) -> dict[str, Any]:
         "flags": dict(thread.flags),
         "is_archived": thread.is_archived,
         "message_count": store.message_count(thread),
-        "is_flagged": thread_is_flagged(thread),
-        "max_severity": severity_of(max_injection_score(thread)),
+        "is_flagged": thread.is_flagged,
+        "max_severity": severity_of(thread.max_injection_score),
         "user_username": thread.owner.username,
         "user_full_name": thread.owner.full_name,
         "created": format_datetime(thread.created),

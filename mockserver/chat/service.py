@@ -201,8 +201,12 @@ class ChatService:
             if title:
                 self.store.rename_thread(turn.thread, title)
             return None
-        assistant = self.store.add_message(
-            turn.thread, "assistant", text, turn.assistant_index, replaces=turn.replaced_assistant
-        )
-        self.store.touch_thread(turn.thread)
+        with self.store.transaction():
+            replaced, index = turn.replaced_assistant, turn.assistant_index
+            if turn.kind in ("reload", "edit"):
+                # Chosen at the end, as Waldur does: a concurrent reload may have replaced it meanwhile.
+                replaced = self.store.last_active(turn.thread, "assistant") or replaced
+                index = replaced.sequence_index if replaced else index
+            assistant = self.store.add_message(turn.thread, "assistant", text, index, replaces=replaced)
+            self.store.touch_thread(turn.thread)
         return uuids_record(assistant.uuid, turn.user_message.uuid if turn.user_message else None)

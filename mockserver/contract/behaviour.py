@@ -51,7 +51,6 @@ class ThreadModel:
     known: bool = True  # False for threads that existed before: rows unknown
     rows: list[Row] = field(default_factory=list)
     archived: bool = False
-    modified: str = ""
 
     def active(self, role: str | None = None) -> list[Row]:
         return [r for r in self.rows if not r.replaced and (role is None or r.role == role)]
@@ -128,7 +127,9 @@ class ChatMachine(RuleBasedStateMachine):
     def refused(self, who: str, body: dict[str, Any], status: int, expected_body: Any, check: str) -> None:
         """A stream the target must refuse before streaming, with Waldur's exact body."""
         capture = self.target.stream(body, token=self.token(who))
-        self.log.append(Step("POST", "/api/chat/stream/", capture.status, body, capture.body[:200].decode()))
+        self.log.append(
+            Step("POST", "/api/chat/stream/", capture.status, body, capture.body[:200].decode("utf-8", "replace"))
+        )
         try:
             answer = json.loads(capture.body)
         except ValueError:
@@ -143,7 +144,7 @@ class ChatMachine(RuleBasedStateMachine):
         for who in ("user", "other"):
             for thread in self.all_pages("/api/chat-threads/", who, {"page_size": 300}):
                 self.model[thread["uuid"]] = ThreadModel(
-                    thread["uuid"], who, known=False, archived=thread["is_archived"], modified=thread["modified"]
+                    thread["uuid"], who, known=False, archived=thread["is_archived"]
                 )
 
     def all_pages(self, path: str, who: str, params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -201,7 +202,7 @@ class ChatMachine(RuleBasedStateMachine):
             return
         old = model.last_active("assistant")
         body = {"input": f"{MARK} again", "thread_uuid": thread, "mode": "reload"}
-        final = self.stream(model.owner, body, StreamExpectation(reload=True))[-1]["m"]
+        final = self.stream(model.owner, body, StreamExpectation())[-1]["m"]
         if old is None:
             return  # fallback to a normal turn; rows then unknown in shape, keep the model simple
         if set(final) != {"assistant_message_uuid"}:

@@ -72,29 +72,43 @@ def verify(options: VerifyOptions, progress: Callable[[str], None] | None = None
     target = Target(options.base_url, tokens, app=options.app, stream_timeout=options.stream_timeout)
     with target:
         _preflight(target)
-        if "schema" in options.only:
-            say("schema: schemathesis, every operation, all phases and checks")
-            report.results += run_schema_checks(
-                options.spec,
-                options.token,
-                app=options.app,
-                base_url=None if options.app else options.base_url,
-                budget=budget,
-                seed=options.seed,
-                max_examples=options.max_examples,
-                request_timeout=options.stream_timeout,
-            )
-        if "stream" in options.only:
-            say("stream: one stream of each kind against the stream contract")
-            report.results += StreamScenarios(target, checker, budget).run()
-        if "behaviour" in options.only:
-            say("behaviour: state machine against a model of two users' chats")
-            report.results.append(_behaviour(target, checker, budget, options))
-        if "configuration" in options.only:
-            say("configuration: deployment switches, where the target has them")
-            report.results += ConfigurationScenarios(target).run()
-        report.archived = _archive_created(target, budget)
+        try:
+            _run_parts(options, target=target, checker=checker, budget=budget, report=report, say=say)
+        finally:
+            report.archived = _archive_created(target, budget)
     return report
+
+
+def _run_parts(
+    options: VerifyOptions,
+    *,
+    target: Target,
+    checker: StreamChecker,
+    budget: Budget,
+    report: Report,
+    say: Callable[[str], None],
+) -> None:
+    if "schema" in options.only:
+        say("schema: schemathesis, every operation, all phases and checks")
+        report.results += run_schema_checks(
+            options.spec,
+            options.token,
+            app=options.app,
+            base_url=None if options.app else options.base_url,
+            budget=budget,
+            seed=options.seed,
+            max_examples=options.max_examples,
+            request_timeout=options.stream_timeout,
+        )
+    if "stream" in options.only:
+        say("stream: one stream of each kind against the stream contract")
+        report.results += StreamScenarios(target, checker, budget).run()
+    if "behaviour" in options.only:
+        say("behaviour: state machine against a model of two users' chats")
+        report.results.append(_behaviour(target, checker, budget, options))
+    if "configuration" in options.only:
+        say("configuration: deployment switches, where the target has them")
+        report.results += ConfigurationScenarios(target).run()
 
 
 def _preflight(target: Target) -> None:

@@ -58,7 +58,6 @@ class StreamExpectation:
     """What the suite knows about the stream it asked for."""
 
     title_call: bool = False
-    reload: bool = False  # final m carries only assistant_message_uuid (unless the fallback ran)
 
 
 class StreamChecker:

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,10 +38,6 @@ class StreamCapture:
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (seconds since send, bytes so far)
     timed_out: bool = False
     timed: bool = True  # False when the transport buffers (in-process)
-
-    @property
-    def lines(self) -> list[bytes]:
-        return self.body.split(b"\n")[:-1] if self.body.endswith(b"\n") else self.body.split(b"\n")
 
     def records(self) -> list[dict[str, Any]]:
         """Parsed records of complete lines (lines that do not parse are skipped, as homeport does)."""
@@ -148,9 +142,3 @@ class Target:
         request = response.request
         path = request.url.raw_path.decode()
         return Step(request.method, path, response.status_code, body, excerpt)
-
-
-@contextmanager
-def connected(target: Target) -> Iterator[Target]:
-    with target:
-        yield target

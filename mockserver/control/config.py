@@ -8,6 +8,7 @@ validated first: on any error nothing changes and the answer is DRF-style per-fi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
@@ -107,7 +108,7 @@ def _strings(_: Any, value: Any) -> list[str]:
 
 
 def _speed(_: Any, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         raise _Invalid("Ensure this value is a number greater than or equal to 0.")
     return float(value)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mockserver.api.rendering import format_datetime
+from mockserver.util import format_datetime
 
 CONTROL_PREFIX = "/__mock__/"
 

@@ -11,7 +11,6 @@ from mockserver.engine.base import (
     ReplyRequest,
     StreamFrame,
     StreamItem,
-    UnknownScenario,
 )
 from mockserver.engine.records import Record, encode_record
 
@@ -23,6 +22,5 @@ __all__ = [
     "ReplyRequest",
     "StreamFrame",
     "StreamItem",
-    "UnknownScenario",
     "encode_record",
 ]

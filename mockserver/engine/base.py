@@ -54,10 +54,6 @@ class StreamFrame:
     finish: Callable[[str, int], Record | None]  # (stored text, usage tokens) -> closing record
 
 
-class UnknownScenario(LookupError):
-    pass
-
-
 class ReplyEngine(Protocol):
     def scenario_names(self) -> list[str]: ...
 

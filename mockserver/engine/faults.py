@@ -35,10 +35,6 @@ class Faults:
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
 
-    @property
-    def any(self) -> bool:
-        return bool(self.as_dict())
-
 
 NO_FAULTS = Faults()
 _INTEGER_FIELDS = {
@@ -47,7 +43,8 @@ _INTEGER_FIELDS = {
     "drop_after_records",
     "malformed_line_after_records",
 }
-_NUMBER_FIELDS = {"stall_seconds", "first_byte_delay_ms"}
+# At most an hour: the bound also refuses inf and nan (a stall must end).
+_NUMBER_FIELDS = {"stall_seconds": 3600, "first_byte_delay_ms": 3_600_000}
 FAULT_NAMES = tuple(f.name for f in fields(Faults))
 
 
@@ -67,8 +64,9 @@ def faults_from_mapping(data: Any) -> Faults:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise FaultSyntaxError(f"{name} must be an integer >= 0, not {value!r}")
         elif name in _NUMBER_FIELDS:
-            if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise FaultSyntaxError(f"{name} must be a number >= 0, not {value!r}")
+            limit = _NUMBER_FIELDS[name]
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= limit:
+                raise FaultSyntaxError(f"{name} must be a number from 0 to {limit}, not {value!r}")
         elif not isinstance(value, str):
             raise FaultSyntaxError(f"{name} must be a string")
         values[name] = value

@@ -8,10 +8,10 @@ turn them into records with `StreamParser`, and apply the wire faults on the way
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from mockserver.engine.base import DropConnection, RawLine, ReplyRequest, StreamFrame, StreamItem, UnknownScenario
+from mockserver.engine.base import DropConnection, RawLine, ReplyRequest, StreamFrame, StreamItem
 from mockserver.engine.faults import DEFAULT_MALFORMED_LINE, Faults
 from mockserver.engine.pacing import Pacer, Timing, count_tokens
 from mockserver.engine.parser import StreamParser
@@ -93,8 +93,8 @@ class ScriptedEngine:
         return self.scripts.names()
 
     async def stream(self, request: ReplyRequest, frame: StreamFrame) -> AsyncGenerator[StreamItem, None]:
-        if request.scenario and request.scenario not in self.scripts.by_name:
-            raise UnknownScenario(request.scenario)
+        # A scenario that vanished (scripts replaced after the request was checked) falls back
+        # to matching: by now the user message is stored and the turn must be completed.
         script = self._script_for(request)
         # Precedence: the script's own faults, then global config and the request header.
         faults = (script.faults if script else Faults()).merged(request.faults)
@@ -128,7 +128,7 @@ class ScriptedEngine:
             # No usable history: the canned refusal, no upstream call (None). Otherwise the
             # upstream is asked for a polite refusal.
             return CONTEXT_AWARE_REFUSAL if request.history else None
-        return self.scripts.select(request)
+        return self.scripts.select(request) or self.scripts.select(replace(request, scenario=None))
 
     async def _content(self, script: Script | None, faults: Faults, turn: _Turn, pacer: Pacer) -> AsyncIterator[Record]:
         if script is None:

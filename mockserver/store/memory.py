@@ -55,7 +55,6 @@ class ChatStore:
     def __init__(self, users: Sequence[User], clock: Clock | None = None):
         self._users = list(users)
         self._by_token = {user.token: user for user in self._users}
-        self._by_uuid = {user.uuid: user for user in self._users}
         self.clock = clock or Clock()
         self._lock = threading.RLock()
         self._sessions: dict[str, ChatSession] = {}
@@ -72,9 +71,6 @@ class ChatStore:
 
     def user_by_username(self, username: str) -> User | None:
         return next((u for u in self._users if u.username == username), None)
-
-    def user_by_uuid(self, user_uuid: str) -> User | None:
-        return self._by_uuid.get(user_uuid)
 
     # -- lifecycle -----------------------------------------------------------
     @contextmanager
@@ -141,7 +137,12 @@ class ChatStore:
 
     def touch_thread(self, thread: Thread) -> None:
         with self._lock:
-            thread.modified = self.clock.now()
+            if self._holds(thread):
+                thread.modified = self.clock.now()
+
+    def _holds(self, thread: Thread) -> bool:
+        """False for a thread dropped by a reset while a stream into it was still running."""
+        return self._threads.get(thread.uuid) is thread
 
     def record_flag(self, thread: Thread, score: float) -> None:
         """Merge `is_flagged` and the running maximum score into the thread's flags."""
@@ -198,6 +199,8 @@ class ChatStore:
                 injection_score=injection_score,
                 injection_categories=list(injection_categories),
             )
+            if not self._holds(thread):
+                return message  # the thread was reset away: answer, but store nothing
             if replaces is not None:
                 replaces.replaced_by = message
             self._messages.append(message)

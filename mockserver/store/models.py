@@ -54,6 +54,16 @@ class Thread:
     def owner(self) -> User:
         return self.session.user
 
+    @property
+    def is_flagged(self) -> bool:
+        """From `flags`, as Waldur's serializer derives it (default false)."""
+        return bool(self.flags.get("is_flagged", False))
+
+    @property
+    def max_injection_score(self) -> float:
+        value = self.flags.get("max_injection_score", 0.0)
+        return float(value) if isinstance(value, int | float) else 0.0
+
 
 @dataclass
 class Message:
