@@ -82,8 +82,9 @@ class JournalMiddleware:
             if message["type"] == "http.response.start":
                 entry.status = message["status"]
                 entry.user = scope.get("state", {}).get("username")
-            elif message["type"] == "http.response.body" and not message.get("more_body", False):
-                entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
             await send(message)
 
-        await self.app(scope, receive, recording_send)
+        try:
+            await self.app(scope, receive, recording_send)
+        finally:  # also for streams cut short by a drop fault or a client that went away
+            entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)
