@@ -96,6 +96,11 @@ def assert_links(response: httpx.Response, path: str, expected: dict[str, dict[s
     assert links(response) == want
 
 
+def second_of_three_pages(query: dict[str, str]) -> dict[str, dict[str, str]]:
+    """Links of page 2 of 3: first and prev drop `page` (page 1), next and last name page 3."""
+    return {"first": query, "prev": query, "next": {**query, "page": "3"}, "last": {**query, "page": "3"}}
+
+
 def assert_unauthorized(response: httpx.Response, body: dict[str, str] = NO_CREDENTIALS) -> None:
     """DRF's 401 with the Token challenge (never 403)."""
     assert response.status_code == 401, response.text
