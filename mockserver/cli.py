@@ -1,18 +1,70 @@
-"""`waldur-chat-mock serve ...`: start the mock; bad flags or files are one line and exit code 2."""
+"""`waldur-chat-mock serve ...`: start the mock; bad flags or files are one line and exit code 2.
+
+This module is imported by `serve`, so it imports nothing of the contract suite at the top.
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mockserver import __version__
 from mockserver.errors import ConfigurationError
+from mockserver.resources import SEED_FILE
 
 PARTS = ("schema", "stream", "behaviour", "configuration")  # mirrors contract.runner.PARTS, kept import-light
 
 EXIT_USAGE = 2
+# What `verify` needs beyond `serve` (the [contract] extra); a missing one is a usage error.
+CONTRACT_MODULES = frozenset({"httpx", "hypothesis", "schemathesis", "pytest", "rich"})
+CONTRACT_EXTRA_HINT = "verify needs the contract suite: pip install 'waldur-chat-mock[contract]'"
+INVALID_REQUEST_NOTE = (
+    "Invalid HTTP request received: uvicorn answered 400 to bytes it cannot parse as HTTP, before the mock"
+    " saw them (verify's fuzzed requests cause these; harmless)"
+)
+
+MAIN_EPILOG = """\
+exit codes:
+  0  success
+  1  verify: the target violates the contract
+  2  bad usage: an unknown flag, an unreadable or invalid file, a busy port, an
+     unreachable target, or verify without the [contract] extra
+
+examples:
+  waldur-chat-mock serve --port 8000 --seed-data
+  waldur-chat-mock verify --base-url http://127.0.0.1:8000 --token alice-token --other-token bob-token
+  waldur-chat-mock COMMAND --help
+"""
+SERVE_EPILOG = """\
+The demo users, reply scripts, resources and seed threads are packaged (the same files
+as fixtures/ in the repository); the flags replace them. One access-log line per request
+goes to stdout: client user "METHOD target" status duration bytes=N (streams also
+records=N); --quiet turns it off.
+
+exit codes:
+  0  stopped (Ctrl-C)
+  2  bad flag, unreadable or invalid file (users, scripts, resources, seed data), busy port
+
+example:
+  waldur-chat-mock serve --port 8000 --speed 0 --seed-data my-threads.yaml --quiet
+"""
+VERIFY_EPILOG = """\
+Needs the [contract] extra: pip install 'waldur-chat-mock[contract]'.
+
+exit codes:
+  0  the target honours the contract
+  1  a violation (each failure with the requests that reproduce it)
+  2  bad usage, an unreachable target, a token the target refuses, or no [contract] extra
+
+example:
+  waldur-chat-mock verify --base-url http://127.0.0.1:8000 --token alice-token \\
+      --other-token bob-token --staff-token staff-token --report junit.xml
+"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -31,29 +83,78 @@ def _port(value: str) -> int:
     return port
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (unless it has none or is a plain switch) and keeps epilogs as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if action.default in (None, False) or action.help is None or action.help == argparse.SUPPRESS:
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="waldur-chat-mock", description="Mock of Waldur's chat API.")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    serve = commands.add_parser("serve", help="run the mock server")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=_port, default=8000)
-    serve.add_argument("--users", type=Path, help="users file replacing fixtures/users.yaml")
+    parser = _Parser(
+        prog="waldur-chat-mock",
+        description="A stateful mock of Waldur's chat API (8.0.5) and a contract suite for any implementation of it.",
+        epilog=MAIN_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    serve = commands.add_parser(
+        "serve",
+        help="run the mock server",
+        description="Serve the mock of Waldur's chat API, its control API under /__mock__/, and a demo setup.",
+        epilog=SERVE_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on")
+    serve.add_argument(
+        "--users", type=Path, metavar="FILE", help="users file (default: the packaged fixtures/users.yaml)"
+    )
     serve.add_argument(
         "--validate-responses",
         action="store_true",
         help="check every response (and every stream line) against the spec",
     )
     serve.add_argument("--no-cors", action="store_true", help="turn CORS headers off")
-    serve.add_argument("--scripts", type=Path, help="reply scripts: a directory of *.yaml or one file")
-    serve.add_argument("--seed-data", type=Path, help="threads and messages to start with (fixtures/seed.yaml)")
-    serve.add_argument("--resources", type=Path, help="resources listed by the show_user_resources tool")
+    serve.add_argument(
+        "--scripts",
+        type=Path,
+        metavar="DIR|FILE",
+        help="reply scripts: a directory of *.yaml or one file (default: the packaged fixtures/scripts/)",
+    )
+    serve.add_argument(
+        "--seed-data",
+        type=Path,
+        nargs="?",
+        const=SEED_FILE,
+        metavar="FILE",
+        help="threads and messages to start with and reset to; without FILE the packaged demo threads"
+        " (fixtures/seed.yaml) (default: none)",
+    )
+    serve.add_argument(
+        "--resources",
+        type=Path,
+        metavar="FILE",
+        help="resources listed by the show_user_resources tool (default: the packaged fixtures/resources.yaml)",
+    )
     serve.add_argument(
         "--speed",
         type=_speed,
         default=1.0,
+        metavar="FACTOR",
         help="playback speed of scripted replies (2 = twice as fast, 0 = no delays)",
     )
-    verify = commands.add_parser("verify", help="check an implementation of the chat API against the contract")
+    serve.add_argument("--quiet", action="store_true", help="no access log (one line per request on stdout)")
+    verify = commands.add_parser(
+        "verify",
+        help="check an implementation of the chat API against the contract",
+        description="Check an implementation of Waldur's chat API (a deployment or this mock) against the contract.",
+        epilog=VERIFY_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
     verify.add_argument("--base-url", required=True, help="the target, e.g. https://waldur.example.com")
     verify.add_argument("--token", required=True, help="API token of a regular user")
     verify.add_argument("--other-token", required=True, help="API token of another regular user")
@@ -108,6 +209,7 @@ def _ensure_free(host: str, port: int) -> None:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from mockserver.api.access_log import AccessLogMiddleware
     from mockserver.app import ServerOptions, create_app
     from mockserver.users import DEFAULT_USERS_FILE
 
@@ -131,15 +233,52 @@ def serve(args: argparse.Namespace) -> int:
         print(f"  {user.username:<10} {role:<8} Authorization: Token {user.token}", flush=True)
     print(f"  control API: {base}/__mock__/  (reset, requests, config, scripts)", flush=True)
     print(f"  scenarios (X-Mock-Scenario): {', '.join(app.engine.scenario_names())}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    # Our access log replaces uvicorn's (off); uvicorn's warnings and errors stay on stderr.
+    config = uvicorn.Config(
+        app if args.quiet else AccessLogMiddleware(app, _access_logger()),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+    )
+    logging.getLogger("uvicorn.error").addFilter(_explain_invalid_requests)
+    uvicorn.Server(config).run()
     return 0
+
+
+def _access_logger() -> logging.Logger:
+    """The access log: one line per request on stdout, with the time (UTC) in front."""
+    from mockserver.api.access_log import ACCESS_LOGGER
+
+    handler = logging.StreamHandler(sys.stdout)
+    formatter = logging.Formatter("%(asctime)s.%(msecs)03dZ %(message)s", datefmt="%Y-%m-%dT%H:%M:%S")
+    formatter.converter = time.gmtime
+    handler.setFormatter(formatter)
+    logger = logging.getLogger(ACCESS_LOGGER)
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    return logger
+
+
+def _explain_invalid_requests(record: logging.LogRecord) -> bool:
+    """uvicorn's bare "Invalid HTTP request received." says neither what nor why: say both."""
+    if record.getMessage() == "Invalid HTTP request received.":
+        record.msg, record.args = INVALID_REQUEST_NOTE, ()
+    return True
 
 
 def verify(args: argparse.Namespace) -> int:
     """Exit 0 when the contract holds, 1 on any violation, 2 on bad usage or an unreachable target."""
-    from mockserver.contract.report import summary, write_junit
-    from mockserver.contract.runner import TargetUnreachable, VerifyOptions
-    from mockserver.contract.runner import verify as run_verify
+    try:
+        from mockserver.contract.report import summary, write_junit
+        from mockserver.contract.runner import TargetUnreachable, VerifyOptions
+        from mockserver.contract.runner import verify as run_verify
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").partition(".")[0] not in CONTRACT_MODULES:
+            raise
+        print(f"waldur-chat-mock: error: {CONTRACT_EXTRA_HINT} (missing: {exc.name})", file=sys.stderr)
+        return EXIT_USAGE
 
     options = VerifyOptions(
         base_url=args.base_url,

@@ -9,9 +9,10 @@ from typing import Any
 import yaml
 
 from mockserver.errors import ConfigurationError
+from mockserver.resources import SEED_FILE
 from mockserver.store import ChatStore
 
-DEFAULT_SEED_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "seed.yaml"
+DEFAULT_SEED_FILE = SEED_FILE
 
 
 @dataclass(frozen=True)

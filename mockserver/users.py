@@ -9,9 +9,10 @@ from typing import Any
 import yaml
 
 from mockserver.errors import ConfigurationError
+from mockserver.resources import USERS_FILE
 from mockserver.store import User
 
-DEFAULT_USERS_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "users.yaml"
+DEFAULT_USERS_FILE = USERS_FILE
 _STRING_FIELDS = ("first_name", "last_name", "email", "password")
 _BOOLEAN_FIELDS = ("is_staff", "is_support", "token_expired")
 _KNOWN = {"username", "token", "uuid", *_BOOLEAN_FIELDS, *_STRING_FIELDS}

@@ -17,10 +17,11 @@ import yaml
 
 from mockserver.engine.records import Record
 from mockserver.errors import ConfigurationError
+from mockserver.resources import RESOURCES_FILE
 
 TABLE_HEADERS = ["Name", "Category", "Offering", "Organization", "Project", "State"]
 MAX_ROWS = 10
-DEFAULT_RESOURCES_FILE = Path(__file__).resolve().parents[2] / "fixtures" / "resources.yaml"
+DEFAULT_RESOURCES_FILE = RESOURCES_FILE
 _FENCED = re.compile(r"```(?:json)?\s*(\{.*?\})\s*```", re.DOTALL)
 _EMBEDDED = re.compile(r"\{.*\"tool\".*\"arguments\".*\}", re.DOTALL)
 

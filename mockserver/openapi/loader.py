@@ -21,11 +21,11 @@ from openapi_schema_validator import OAS31Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from mockserver import resources
 from mockserver.errors import ConfigurationError
 
-SPEC_DIR = Path(__file__).resolve().parent.parent.parent / "spec"
-WALDUR_SPEC = SPEC_DIR / "waldur-chat-8.0.5.yaml"
-CONTROL_SPEC = SPEC_DIR / "mock-control.yaml"
+WALDUR_SPEC = resources.WALDUR_SPEC
+CONTROL_SPEC = resources.CONTROL_SPEC
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 NDJSON = "application/x-ndjson"
 # libyaml's loader when PyYAML was built with it: ten times faster on the 1700-line spec.

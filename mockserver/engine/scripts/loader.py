@@ -16,8 +16,9 @@ from mockserver.engine.faults import FaultSyntaxError, faults_from_mapping
 from mockserver.engine.pacing import Timing
 from mockserver.engine.scripts.model import Chunk, InputMatcher, LiteralStep, Match, Script
 from mockserver.errors import ConfigurationError
+from mockserver.resources import SCRIPT_DIR
 
-DEFAULT_SCRIPT_DIR = Path(__file__).resolve().parents[3] / "fixtures" / "scripts"
+DEFAULT_SCRIPT_DIR = SCRIPT_DIR
 NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 MODES = {"message", "reload", "edit", "title"}
 CHUNKINGS = {"word", "token", "none"}

@@ -1,0 +1,30 @@
+"""The one place that knows where the packaged data lives: the spec and the default fixtures.
+
+In the repository they stay at the root (`spec/`, `fixtures/`); pyproject.toml maps those
+directories into the package as `mockserver.spec` and `mockserver.fixtures`, so a wheel, an
+editable install and a checkout all find them through `importlib.resources`.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+
+def _directory(package: str) -> Path:
+    """The package's directory on disk: the loaders read real files (a zipped install is not supported)."""
+    root = resources.files(package)
+    if not isinstance(root, Path):
+        raise RuntimeError(f"{package} is not installed as files on disk ({root!r}); reinstall without zipping")
+    return root
+
+
+SPEC_DIR = _directory("mockserver.spec")
+FIXTURES_DIR = _directory("mockserver.fixtures")
+
+WALDUR_SPEC = SPEC_DIR / "waldur-chat-8.0.5.yaml"
+CONTROL_SPEC = SPEC_DIR / "mock-control.yaml"
+USERS_FILE = FIXTURES_DIR / "users.yaml"
+RESOURCES_FILE = FIXTURES_DIR / "resources.yaml"
+SCRIPT_DIR = FIXTURES_DIR / "scripts"
+SEED_FILE = FIXTURES_DIR / "seed.yaml"
