@@ -7,8 +7,14 @@ checks; timing is measured against a real uvicorn elsewhere.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import anyio.from_thread
@@ -88,3 +94,48 @@ def clients_for(app: MockApp) -> Iterator[Clients]:
             yield Clients(portal, http)
         finally:
             portal.call(http.aclose)
+
+
+@dataclass
+class Served:
+    """A `serve` process on a free port; its output is complete once the `served` block has ended."""
+
+    base: str
+    stdout: str = ""
+    stderr: str = ""
+
+
+@contextmanager
+def served(args: Sequence[str] = (), command: Sequence[str] | None = None, cwd: Path | None = None) -> Iterator[Served]:
+    """Run `serve` (by default `python -m mockserver` of this venv) until the block ends, then stop it."""
+    port = _free_port()
+    argv = [*(command or [sys.executable, "-m", "mockserver"]), "serve", "--port", str(port), "--speed", "0", *args]
+    process = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    server = Served(f"http://127.0.0.1:{port}")
+    try:
+        _wait_until_healthy(server.base, process)
+        yield server
+    finally:
+        process.terminate()
+        server.stdout, server.stderr = process.communicate(timeout=30)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _wait_until_healthy(base: str, process: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(
+                f"serve exited with {process.returncode}: {process.stderr.read() if process.stderr else ''}"
+            )
+        try:
+            if httpx.get(f"{base}/__mock__/health", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError(f"serve did not answer on {base} within {timeout} s")
