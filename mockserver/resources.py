@@ -2,7 +2,7 @@
 
 In the repository they stay at the root (`spec/`, `fixtures/`); pyproject.toml maps those
 directories into the package as `mockserver.spec` and `mockserver.fixtures`, so a wheel, an
-editable install and a checkout all find them through `importlib.resources`.
+editable install (what make uses) and an installed wheel find them through `importlib.resources`.
 """
 
 from __future__ import annotations
@@ -13,7 +13,10 @@ from pathlib import Path
 
 def _directory(package: str) -> Path:
     """The package's directory on disk: the loaders read real files (a zipped install is not supported)."""
-    root = resources.files(package)
+    try:
+        root = resources.files(package)
+    except ModuleNotFoundError:  # a bare checkout on sys.path: the mapping exists only once installed
+        raise RuntimeError(f"{package} not found: install the package first (make, or pip install -e .)") from None
     if not isinstance(root, Path):
         raise RuntimeError(f"{package} is not installed as files on disk ({root!r}); reinstall without zipping")
     return root
