@@ -1,8 +1,8 @@
 """The one place that knows where the packaged data lives: the spec and the default fixtures.
 
 In the repository they stay at the root (`spec/`, `fixtures/`); pyproject.toml maps those
-directories into the package as `mockserver.spec` and `mockserver.fixtures`, so a wheel, an
-editable install (what make uses) and an installed wheel find them through `importlib.resources`.
+directories into the package as `mockserver.spec` and `mockserver.fixtures`, so an installed
+wheel and an editable install (what make uses) both find them through `importlib.resources`.
 """
 
 from __future__ import annotations
