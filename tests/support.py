@@ -7,12 +7,15 @@ checks; timing is measured against a real uvicorn elsewhere.
 from __future__ import annotations
 
 import json
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import anyio.from_thread
 import httpx
+import uvicorn
 
 from mockserver.app import MockApp
 
@@ -88,3 +91,22 @@ def clients_for(app: MockApp) -> Iterator[Clients]:
             yield Clients(portal, http)
         finally:
             portal.call(http.aclose)
+
+
+@contextmanager
+def served(app: MockApp) -> Iterator[str]:
+    """Serve `app` with a real uvicorn on an ephemeral loopback port; yields the base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    runner = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not runner.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        runner.join(timeout=10)
