@@ -44,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="check every response (and every stream line) against the spec",
     )
     serve.add_argument("--no-cors", action="store_true", help="turn CORS headers off")
+    serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name the control API answers besides localhost and IP addresses (repeatable)",
+    )
     serve.add_argument("--scripts", type=Path, help="reply scripts: a directory of *.yaml or one file")
     serve.add_argument("--seed-data", type=Path, help="threads and messages to start with (fixtures/seed.yaml)")
     serve.add_argument("--resources", type=Path, help="resources listed by the show_user_resources tool")
@@ -115,6 +122,7 @@ def serve(args: argparse.Namespace) -> int:
         users_file=args.users or DEFAULT_USERS_FILE,
         validate_responses=args.validate_responses,
         cors=not args.no_cors,
+        allowed_hosts=tuple(args.allow_host),
         speed=args.speed,
         seed_data=args.seed_data,
     )
