@@ -48,6 +48,7 @@ def assert_refused(response: httpx.Response, *words: str) -> None:
             id="another-port-on-localhost",
         ),
         pytest.param({"Host": "localhost:8000", "Origin": "http://localhost:8001"}, id="another-port-origin-only"),
+        pytest.param({"Host": "localhost:8000", "Origin": "http://[::1"}, id="malformed-origin"),
     ],
 )
 def test_a_cross_origin_reset_is_refused_and_changes_nothing(clients: Clients, headers: dict[str, str]) -> None:
@@ -82,6 +83,8 @@ def test_a_cross_origin_page_cannot_read_the_journal(clients: Clients) -> None:
         ),
         pytest.param({"Host": "evil.example:8000"}, id="rebound-page-get-without-origin"),
         pytest.param({"Host": "127.0.0.1.evil.example"}, id="a-name-that-looks-like-an-ip"),
+        pytest.param({"Host": "[oops"}, id="malformed-host"),
+        pytest.param({"Host": "localhost:99999"}, id="port-out-of-range"),
     ],
 )
 def test_dns_rebinding_is_refused_by_host(clients: Clients, headers: dict[str, str]) -> None:

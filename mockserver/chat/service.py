@@ -230,6 +230,7 @@ class ChatService:
         return self.store.replace_answer(turn.thread, text, fallback_index=fallback)
 
     def outlived_reset(self, turn: PreparedTurn) -> bool:
+        """True once `POST /__mock__/reset` ran after the turn was prepared: its thread is gone."""
         return turn.epoch != self.store.epoch
 
 
