@@ -148,6 +148,7 @@ def test_a_reset_cuts_a_running_stream_and_nothing_of_it_is_stored(app: MockApp)
             await anyio.sleep(0.3)
             assert (await http.get("/api/chat-messages/", headers=AUTH)).json() == []
             assert (await http.get("/api/chat-threads/", headers=AUTH)).json() == []
+            assert (await http.get("/__mock__/config")).json()["token_usage"] == {}, "no usage counted"
             status, records = await stream(http, input="hello")
             assert status == 200
             rows = await thread_rows(http, records[0]["m"]["thread_uuid"])

@@ -81,7 +81,7 @@ def test_a_reload_during_a_follow_up_supersedes_the_last_stored_answer() -> None
     _, slot = store.add_question(thread, "one")
     answer = store.fill_slot(slot, "answer 1")
     _, pending = store.add_question(thread, "two")
-    reloaded = store.replace_answer(thread, "answer 1 again", fallback_index=2)
+    reloaded = store.replace_answer(thread, "answer 1 again")
     assert reloaded.replaces is answer and reloaded.sequence_index == 2
     store.fill_slot(pending, "answer 2")
     assert_consistent(store, thread)
@@ -122,7 +122,7 @@ class Pending:
         elif self.question is not None:
             store.answer_edit(thread, self.question, "edited answer")
         else:
-            store.replace_answer(thread, "reloaded answer", fallback_index=2)
+            store.replace_answer(thread, "reloaded answer")
 
 
 def start(store: ChatStore, thread: Thread, kind: str) -> Pending | None:

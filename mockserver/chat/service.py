@@ -226,8 +226,7 @@ class ChatService:
             return self.store.fill_slot(turn.answer_slot, text)
         if turn.kind == "edit" and turn.user_message is not None:
             return self.store.answer_edit(turn.thread, turn.user_message, text)
-        fallback = turn.replaced_assistant.sequence_index if turn.replaced_assistant else 1
-        return self.store.replace_answer(turn.thread, text, fallback_index=fallback)
+        return self.store.replace_answer(turn.thread, text)
 
     def outlived_reset(self, turn: PreparedTurn) -> bool:
         """True once `POST /__mock__/reset` ran after the turn was prepared: its thread is gone."""

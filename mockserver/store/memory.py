@@ -225,12 +225,17 @@ class ChatStore:
             oldest = self._original_at(slot.thread, slot.index)
             return self.add_message(slot.thread, "assistant", content, slot.index, replaced_by=oldest)
 
-    def replace_answer(self, thread: Thread, content: str, *, fallback_index: int) -> Message:
-        """Reload: supersede the last active answer, chosen now as Waldur does (it may have changed)."""
+    def replace_answer(self, thread: Thread, content: str, *, fallback_index: int | None = None) -> Message:
+        """Reload: supersede the last active answer, chosen now as Waldur does (it may have changed).
+
+        With no answer at all, a new one goes at `fallback_index` if free, else at the next index.
+        """
         with self._lock:
             replaced = self.last_active(thread, "assistant")
-            index = replaced.sequence_index if replaced else self._free_or_next(thread, fallback_index)
-            return self.add_message(thread, "assistant", content, index, replaces=replaced)
+            if replaced is not None:
+                return self.add_message(thread, "assistant", content, replaced.sequence_index, replaces=replaced)
+            index = self._next_index(thread) if fallback_index is None else self._free_or_next(thread, fallback_index)
+            return self.add_message(thread, "assistant", content, index)
 
     def answer_edit(self, thread: Thread, question: Message, content: str) -> Message:
         """Edit: the answer belongs right after the edited question.
