@@ -1,7 +1,8 @@
 """Assemble one mock instance: state, services, the spec-driven API and the middleware stack.
 
-Outermost first: CORS, request journal, spec validation, then the router, which sends
-`/__mock__/` to the control API and everything else to the spec-driven chat API.
+Outermost first: the control API's origin guard, CORS (chat API only), request journal,
+spec validation, then the router, which sends `/__mock__/` to the control API and
+everything else to the spec-driven chat API.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -26,6 +28,7 @@ from mockserver.api.streaming import ConnectionDroppedOnPurpose
 from mockserver.chat.deployment import DeploymentSettings
 from mockserver.chat.service import ChatService
 from mockserver.control.api import ControlAPI
+from mockserver.control.guard import ControlOriginGuard
 from mockserver.control.journal import CONTROL_PREFIX, JournalMiddleware, RequestJournal
 from mockserver.engine.base import ReplyEngine
 from mockserver.engine.scripted import ScriptedEngine
@@ -61,7 +64,8 @@ class ServerOptions:
     users_file: Path = DEFAULT_USERS_FILE
     spec_file: Path = WALDUR_SPEC
     validate_responses: bool = False
-    cors: bool = True
+    cors: bool = True  # for the chat API; the control API never sends CORS headers
+    allowed_hosts: tuple[str, ...] = ()  # Host names besides localhost and IPs the control API answers
     journal_limit: int = 1000
     scripts: Path = DEFAULT_SCRIPT_DIR  # a directory of *.yaml or one file
     resources_file: Path = DEFAULT_RESOURCES_FILE
@@ -109,13 +113,14 @@ class MockApp:
             middleware.insert(
                 0,
                 Middleware(
-                    CORSMiddleware,
+                    _ApiCors,
                     allow_origins=["*"],
                     allow_methods=CORS_ALLOW_METHODS,
                     allow_headers=CORS_ALLOW_HEADERS,
                     expose_headers=CORS_EXPOSE_HEADERS,
                 ),
             )
+        middleware.insert(0, Middleware(ControlOriginGuard, allowed_hosts=self.options.allowed_hosts))
         # The chat API is dispatched by our spec router for every path (Starlette's Mount would
         # not match paths with a newline in them); the control API is a plain Starlette router.
         return Starlette(
@@ -163,6 +168,20 @@ class _ApiFirst:
             await self.api(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+class _ApiCors:
+    """CORS for the chat API only: on `/__mock__/` no preflight is answered and no CORS header sent."""
+
+    def __init__(self, app: ASGIApp, **options: Any):
+        self.app = app
+        self.cors = CORSMiddleware(app, **options)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(CONTROL_PREFIX):
+            await self.app(scope, receive, send)
+        else:
+            await self.cors(scope, receive, send)
 
 
 class _Scripts:

@@ -120,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--no-cors", action="store_true", help="turn CORS headers off")
     serve.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name the control API answers besides localhost and IP addresses (repeatable)",
+    )
+    serve.add_argument(
         "--scripts",
         type=Path,
         metavar="DIR|FILE",
@@ -217,6 +224,7 @@ def serve(args: argparse.Namespace) -> int:
         users_file=args.users or DEFAULT_USERS_FILE,
         validate_responses=args.validate_responses,
         cors=not args.no_cors,
+        allowed_hosts=tuple(args.allow_host),
         speed=args.speed,
         seed_data=args.seed_data,
     )

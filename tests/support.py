@@ -10,6 +10,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -19,6 +20,7 @@ from typing import Any
 
 import anyio.from_thread
 import httpx
+import uvicorn
 
 from mockserver.app import MockApp
 
@@ -139,3 +141,22 @@ def _wait_until_healthy(base: str, process: subprocess.Popen[str], timeout: floa
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError(f"serve did not answer on {base} within {timeout} s")
+
+
+@contextmanager
+def served_app(app: MockApp) -> Iterator[str]:
+    """Serve `app` with a real uvicorn on an ephemeral loopback port; yields the base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+    runner = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    runner.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if not runner.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        runner.join(timeout=10)

@@ -2,8 +2,9 @@
 
 Unlike Starlette's `StreamingResponse` it always closes the item generator (so the
 engine's `finally` persists the turn), it watches for the client going away even while
-the generator waits (a stall), and it carries out the engine's wire faults: a raw line
-is written as it is, and a dropped connection is cut without terminating the body.
+the generator waits (a stall), it sends the status line only with the first item (so a
+delayed first record delays every byte), and it carries out the engine's wire faults: a
+raw line is written as it is, and a dropped connection is cut without terminating the body.
 """
 
 from __future__ import annotations
@@ -46,14 +47,15 @@ class RecordStreamResponse:
         self.headers = [(b"content-type", NDJSON_MEDIA_TYPE.encode())] + [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
         ]
+        self._started = False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": self.headers})
         dropped = False
         async with anyio.create_task_group() as group:
             group.start_soon(self._watch_disconnect, receive, group.cancel_scope)
             try:
                 async for item in self.items:
+                    await self._start(send)
                     if isinstance(item, DropConnection):
                         dropped = True
                         break
@@ -64,6 +66,7 @@ class RecordStreamResponse:
                         body = encode_record(item)
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                 else:
+                    await self._start(send)
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
             except OSError:
                 pass  # the client went away while we were sending
@@ -74,6 +77,16 @@ class RecordStreamResponse:
         if dropped:
             scope.setdefault("state", {})[WIRE_FAULT_FLAG] = True
             raise ConnectionDroppedOnPurpose("drop fault")
+
+    async def _start(self, send: Send) -> None:
+        """The status line and headers go out with the first item, not before.
+
+        So a slow first byte (the `first_byte_delay_ms` fault, a title call's first chunk)
+        means nothing at all arrives until then, as with a WSGI server or a slow proxy.
+        """
+        if not self._started:
+            self._started = True
+            await send({"type": "http.response.start", "status": 200, "headers": self.headers})
 
     @staticmethod
     async def _watch_disconnect(receive: Receive, scope: anyio.CancelScope) -> None:

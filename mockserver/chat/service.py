@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from typing import Any
 
 from mockserver.chat.deployment import DeploymentSettings, QuotaBook
 from mockserver.chat.injection import CLEAN, HISTORY_EXCLUSION_THRESHOLD, Detection, InjectionDetector
-from mockserver.engine.base import ReplyEngine, ReplyRequest, StreamFrame, StreamItem, TurnKind
+from mockserver.engine.base import DropConnection, ReplyEngine, ReplyRequest, StreamFrame, StreamItem, TurnKind
 from mockserver.engine.faults import Faults
 from mockserver.engine.records import Record, thread_record, uuids_record
 from mockserver.errors import Conflict, FailedDependency, NotFound, ValidationFailed
-from mockserver.store import ChatStore, Message, Thread, User
+from mockserver.store import AnswerSlot, ChatStore, Message, Thread, User
 
 TITLE_MAX_LENGTH = 150
 
@@ -50,8 +51,9 @@ class PreparedTurn:
     thread: Thread
     request: ReplyRequest
     user_message: Message | None = None  # stored before streaming (None for reload and title)
-    replaced_assistant: Message | None = None  # superseded by this turn's answer
-    assistant_index: int = 0
+    replaced_assistant: Message | None = None  # the answer a reload or edit supersedes, as seen at the start
+    answer_slot: AnswerSlot | None = None  # where a new turn's answer goes (the store set it aside)
+    epoch: int = 0  # the store's reset count when prepared: a reset since means the turn's state is gone
 
     @property
     def bound(self) -> bool:
@@ -100,12 +102,13 @@ class ChatService:
                 faults=faults,
                 speed=self.settings.speed,
             )
-            return PreparedTurn(user=user, kind="title", thread=thread, request=request)
+            return PreparedTurn(user=user, kind="title", thread=thread, request=request, epoch=self.store.epoch)
 
         thread = self._owned_thread(body.thread_uuid, user) if body.thread_uuid else self.store.create_thread(user)
         history = self._history(thread)
         with self.store.transaction():
             turn = self._store_user_side(user, thread, body, detection)
+            turn.epoch = self.store.epoch
         turn.request = ReplyRequest(
             input=body.input,
             kind=turn.kind,
@@ -135,37 +138,29 @@ class ChatService:
                 raise ValidationFailed(["Can only edit user messages."])
             if edited is not self.store.last_active(thread, "user"):
                 raise ValidationFailed(["Can only edit the last user message."])
-            user_message = self._add_user_message(thread, body.input, edited.sequence_index, detection, edited)
+            user_message = self._add_edited_question(thread, body.input, detection, edited)
             replaced = self.store.last_active(thread, "assistant")
-            index = replaced.sequence_index if replaced else edited.sequence_index + 1
-            return PreparedTurn(user, "edit", thread, placeholder, user_message, replaced, index)
+            return PreparedTurn(user, "edit", thread, placeholder, user_message, replaced)
         if body.mode == "reload":
             replaced = self.store.last_active(thread, "assistant")
             if replaced is not None:
-                return PreparedTurn(user, "reload", thread, placeholder, None, replaced, replaced.sequence_index)
+                return PreparedTurn(user, "reload", thread, placeholder, None, replaced)
             # Fallback: an empty thread reloads as a normal turn, stored without detection fields.
             detection = CLEAN
-        index = self.store.next_sequence_index(thread)
-        user_message = self._add_user_message(thread, body.input, index, detection, None)
-        return PreparedTurn(user, "message", thread, placeholder, user_message, None, index + 1)
+        user_message, slot = self.store.add_question(thread, body.input, **_detection_fields(detection))
+        self._record_flag(thread, detection)
+        return PreparedTurn(user, "message", thread, placeholder, user_message, None, slot)
 
-    def _add_user_message(
-        self, thread: Thread, content: str, index: int, detection: Detection, replaces: Message | None
-    ) -> Message:
-        flagged = detection.is_flagged
+    def _add_edited_question(self, thread: Thread, content: str, detection: Detection, edited: Message) -> Message:
         message = self.store.add_message(
-            thread,
-            "user",
-            content,
-            index,
-            replaces=replaces,
-            is_flagged=flagged,
-            injection_score=detection.score if flagged else 0.0,
-            injection_categories=detection.categories if flagged else (),
+            thread, "user", content, edited.sequence_index, replaces=edited, **_detection_fields(detection)
         )
-        if flagged:
-            self.store.record_flag(thread, detection.score)
+        self._record_flag(thread, detection)
         return message
+
+    def _record_flag(self, thread: Thread, detection: Detection) -> None:
+        if detection.is_flagged:
+            self.store.record_flag(thread, detection.score)
 
     def _history(self, thread: Thread) -> tuple[tuple[str, str], ...]:
         """Active messages below the exclusion score, oldest first, the first N of them."""
@@ -189,12 +184,31 @@ class ChatService:
     def stream(self, turn: PreparedTurn) -> AsyncGenerator[StreamItem, None]:
         """Every item of the response body, in Waldur's order; the engine persists via `finish`."""
         opening = thread_record(turn.thread.uuid) if turn.bound else None
-        return self.engine.stream(
+        items = self.engine.stream(
             turn.request, StreamFrame(opening, lambda text, tokens: self._finish(turn, text, tokens))
         )
+        return self._cut_on_reset(turn, items)
+
+    async def _cut_on_reset(
+        self, turn: PreparedTurn, items: AsyncGenerator[StreamItem, None]
+    ) -> AsyncGenerator[StreamItem, None]:
+        """A stream that outlives a reset is cut at its next item: what it would announce is gone."""
+        try:
+            async for item in items:
+                if self.outlived_reset(turn):
+                    yield DropConnection()
+                    return
+                yield item
+        finally:
+            await items.aclose()
 
     def _finish(self, turn: PreparedTurn, text: str, tokens: int) -> Record | None:
-        """Persist the turn (also when the client went away) and return the closing record."""
+        """Persist the turn (also when the client went away) and return the closing record.
+
+        After a reset nothing is stored or counted: the turn's thread, quota and config are gone.
+        """
+        if self.outlived_reset(turn):
+            return None
         self.quota.add_usage(turn.user.username, tokens)
         if turn.kind == "title":
             title = text.strip()[:TITLE_MAX_LENGTH]
@@ -202,11 +216,25 @@ class ChatService:
                 self.store.rename_thread(turn.thread, title)
             return None
         with self.store.transaction():
-            replaced, index = turn.replaced_assistant, turn.assistant_index
-            if turn.kind in ("reload", "edit"):
-                # Chosen at the end, as Waldur does: a concurrent reload may have replaced it meanwhile.
-                replaced = self.store.last_active(turn.thread, "assistant") or replaced
-                index = replaced.sequence_index if replaced else index
-            assistant = self.store.add_message(turn.thread, "assistant", text, index, replaces=replaced)
+            assistant = self._store_answer(turn, text)
             self.store.touch_thread(turn.thread)
         return uuids_record(assistant.uuid, turn.user_message.uuid if turn.user_message else None)
+
+    def _store_answer(self, turn: PreparedTurn, text: str) -> Message:
+        """The store picks the index; the superseded answer is chosen now, as Waldur does at the end."""
+        if turn.answer_slot is not None:
+            return self.store.fill_slot(turn.answer_slot, text)
+        if turn.kind == "edit" and turn.user_message is not None:
+            return self.store.answer_edit(turn.thread, turn.user_message, text)
+        return self.store.replace_answer(turn.thread, text)
+
+    def outlived_reset(self, turn: PreparedTurn) -> bool:
+        """True once `POST /__mock__/reset` ran after the turn was prepared: its thread is gone."""
+        return turn.epoch != self.store.epoch
+
+
+def _detection_fields(detection: Detection) -> dict[str, Any]:
+    """The injection fields of a stored user message: Waldur sets them only on a flagged one."""
+    if not detection.is_flagged:
+        return {}
+    return {"is_flagged": True, "injection_score": detection.score, "injection_categories": detection.categories}

@@ -1,6 +1,6 @@
 """In-memory chat state behind one interface; knows nothing of HTTP."""
 
 from mockserver.store.memory import ChatStore
-from mockserver.store.models import ChatSession, Message, Thread, User
+from mockserver.store.models import AnswerSlot, ChatSession, Message, Thread, User
 
-__all__ = ["ChatSession", "ChatStore", "Message", "Thread", "User"]
+__all__ = ["AnswerSlot", "ChatSession", "ChatStore", "Message", "Thread", "User"]

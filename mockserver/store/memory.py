@@ -4,6 +4,11 @@ A re-entrant lock makes each public method atomic, and `transaction()` lets a ca
 group several steps (the edit checks and the new user message, as Waldur does inside
 one database transaction). It never raises HTTP errors: lookups return None and the
 caller decides what that means on the wire.
+
+Sequence indexes are allocated here and nowhere else: a question takes the next free
+index and sets aside the one after it for its answer (`AnswerSlot`), so answers that
+are still streaming never share an index with a follow-up sent meanwhile. Waldur's
+database constraint (one original row per index of a thread) is checked on every write.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
-from mockserver.store.models import ChatSession, Message, Role, Thread, User
+from mockserver.store.models import AnswerSlot, ChatSession, Message, Role, Thread, User
 
 
 class Clock:
@@ -49,6 +54,10 @@ def new_uuid() -> str:
     return uuid.uuid4().hex
 
 
+class SequenceConflict(RuntimeError):
+    """A second original row at one index of a thread: Waldur's unique constraint, broken by a bug here."""
+
+
 class ChatStore:
     """Users, sessions, threads and messages, with the visibility rules of section 5.2."""
 
@@ -60,6 +69,8 @@ class ChatStore:
         self._sessions: dict[str, ChatSession] = {}
         self._threads: dict[str, Thread] = {}
         self._messages: list[Message] = []
+        self._reserved: dict[str, set[int]] = {}  # thread uuid -> indexes of answers still streaming
+        self._epoch = 0
 
     # -- users ---------------------------------------------------------------
     @property
@@ -83,6 +94,13 @@ class ChatStore:
             self._sessions.clear()
             self._threads.clear()
             self._messages.clear()
+            self._reserved.clear()
+            self._epoch += 1
+
+    @property
+    def epoch(self) -> int:
+        """Counts resets: a turn prepared in an older epoch belongs to state that is gone."""
+        return self._epoch
 
     # -- sessions ------------------------------------------------------------
     def get_or_create_session(self, user: User) -> ChatSession:
@@ -163,16 +181,93 @@ class ChatStore:
         """Every row of the thread, replaced ones included (section 3.8)."""
         return len(self.thread_messages(thread))
 
-    def next_sequence_index(self, thread: Thread) -> int:
-        """One more than the highest index over all rows, replaced ones included."""
-        return max((m.sequence_index for m in self.thread_messages(thread)), default=0) + 1
-
     def last_active(self, thread: Thread, role: Role) -> Message | None:
         candidates = [m for m in self.thread_messages(thread) if m.role == role and m.is_active]
         return max(candidates, key=lambda m: m.sequence_index, default=None)
 
     def message_in_thread(self, message_uuid: str, thread: Thread) -> Message | None:
         return next((m for m in self.thread_messages(thread) if m.uuid == message_uuid), None)
+
+    def add_question(
+        self,
+        thread: Thread,
+        content: str,
+        *,
+        injection_score: float = 0.0,
+        injection_categories: Sequence[str] = (),
+        is_flagged: bool = False,
+    ) -> tuple[Message, AnswerSlot]:
+        """A new user message at the next free index, and its answer's index set aside, in one step."""
+        with self._lock:
+            index = self._next_index(thread)
+            message = self.add_message(
+                thread,
+                "user",
+                content,
+                index,
+                injection_score=injection_score,
+                injection_categories=injection_categories,
+                is_flagged=is_flagged,
+            )
+            slot = AnswerSlot(thread, index + 1)
+            if self._holds(thread):
+                self._reserved.setdefault(thread.uuid, set()).add(slot.index)
+            return message, slot
+
+    def fill_slot(self, slot: AnswerSlot, content: str) -> Message:
+        """Store an answer at its reserved index.
+
+        If an edit's answer took that index meanwhile (the question was edited while this
+        answer still streamed), this late answer is filed as the index's oldest version.
+        """
+        with self._lock:
+            self._reserved.get(slot.thread.uuid, set()).discard(slot.index)
+            oldest = self._original_at(slot.thread, slot.index)
+            return self.add_message(slot.thread, "assistant", content, slot.index, replaced_by=oldest)
+
+    def replace_answer(self, thread: Thread, content: str, *, fallback_index: int | None = None) -> Message:
+        """Reload: supersede the last active answer, chosen now as Waldur does (it may have changed).
+
+        With no answer at all, a new one goes at `fallback_index` if free, else at the next index.
+        """
+        with self._lock:
+            replaced = self.last_active(thread, "assistant")
+            if replaced is not None:
+                return self.add_message(thread, "assistant", content, replaced.sequence_index, replaces=replaced)
+            index = self._next_index(thread) if fallback_index is None else self._free_or_next(thread, fallback_index)
+            return self.add_message(thread, "assistant", content, index)
+
+    def answer_edit(self, thread: Thread, question: Message, content: str) -> Message:
+        """Edit: the answer belongs right after the edited question.
+
+        An answer there is superseded; an answer there still streaming gives way (see
+        `fill_slot`); with neither, Waldur's rule: the last active answer is superseded.
+        """
+        with self._lock:
+            index = question.sequence_index + 1
+            current = self._active_at(thread, index)
+            if current is not None and current.role == "assistant":
+                return self.add_message(thread, "assistant", content, index, replaces=current)
+            if current is None and index in self._reserved.get(thread.uuid, ()):
+                return self.add_message(thread, "assistant", content, index)
+            return self.replace_answer(thread, content, fallback_index=index)
+
+    def _next_index(self, thread: Thread) -> int:
+        """One more than the highest index over all rows (replaced ones included) and reserved slots."""
+        taken = [m.sequence_index for m in self.thread_messages(thread)]
+        taken.extend(self._reserved.get(thread.uuid, ()))
+        return max(taken, default=0) + 1
+
+    def _free_or_next(self, thread: Thread, index: int) -> int:
+        free = self._original_at(thread, index) is None and index not in self._reserved.get(thread.uuid, ())
+        return index if free else self._next_index(thread)
+
+    def _original_at(self, thread: Thread, index: int) -> Message | None:
+        """The row at `index` that replaces nothing: the one Waldur's unique constraint is about."""
+        return next((m for m in self.thread_messages(thread) if m.sequence_index == index and m.replaces is None), None)
+
+    def _active_at(self, thread: Thread, index: int) -> Message | None:
+        return next((m for m in self.thread_messages(thread) if m.sequence_index == index and m.is_active), None)
 
     def add_message(
         self,
@@ -182,10 +277,12 @@ class ChatStore:
         sequence_index: int,
         *,
         replaces: Message | None = None,
+        replaced_by: Message | None = None,
         injection_score: float = 0.0,
         injection_categories: Sequence[str] = (),
         is_flagged: bool = False,
     ) -> Message:
+        """Store one row at a given index (seed data; the methods above choose the index)."""
         with self._lock:
             message = Message(
                 uuid=new_uuid(),
@@ -201,7 +298,11 @@ class ChatStore:
             )
             if not self._holds(thread):
                 return message  # the thread was reset away: answer, but store nothing
+            if replaces is None and replaced_by is None and self._original_at(thread, sequence_index):
+                raise SequenceConflict(f"thread {thread.uuid} already has an original row at {sequence_index}")
             if replaces is not None:
                 replaces.replaced_by = message
+            if replaced_by is not None:
+                message.replaced_by, replaced_by.replaces = replaced_by, message
             self._messages.append(message)
             return message

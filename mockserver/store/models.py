@@ -82,3 +82,14 @@ class Message:
     @property
     def is_active(self) -> bool:
         return self.replaced_by is None
+
+
+@dataclass(frozen=True)
+class AnswerSlot:
+    """The sequence index the store set aside for an answer still being streamed.
+
+    Taken together with the question's index, so a follow-up sent meanwhile lands after it.
+    """
+
+    thread: Thread
+    index: int
