@@ -34,6 +34,7 @@ DEVIATIONS = {
     ("Message", "injection_severity", "required"): "removed for users who are not staff or support",
     ("Message", "injection_categories", "required"): "removed for users who are not staff or support",
     ("chat_quota_usage_retrieve", "user_uuid", "required"): "the view reads it only when given (own usage without)",
+    ("ToolExecuteRequest", "tool", "enum"): "8.0.5 has one tool; other names are refused by the view (400)",
 }
 
 
@@ -188,7 +189,12 @@ def test_operation_matches_the_published_schema(operation_id: str, ours: dict, r
         assert our_required == real_required
         for name, real_prop in real_props.items():
             assert real_r.types(real_prop) <= our_r.types(our_props[name]), f"request field {name}"
-            assert our_r.enum(our_props[name]) == real_r.enum(real_prop), f"enum of request field {name}"
+            if (body_name(real_body), name, "enum") not in DEVIATIONS:
+                assert our_r.enum(our_props[name]) == real_r.enum(real_prop), f"enum of request field {name}"
+
+
+def body_name(schema: Any) -> str:
+    return schema.get("$ref", "").rsplit("/", 1)[-1]
 
 
 def compare_response_schema(our_r: Resolver, ours: Any, real_r: Resolver, real: Any) -> None:
@@ -235,7 +241,9 @@ def test_deviations_are_real_differences(ours: dict, real: dict) -> None:
             assert real_param.get(aspect, False) != our_param.get(aspect, False)
             continue
         our_s, real_s = our_r(ours["components"]["schemas"][schema]), real_r(real["components"]["schemas"][schema])
-        if aspect == "nullable":
+        if aspect == "enum":
+            assert our_r.enum(our_s["properties"][field]) and real_r.enum(real_s["properties"][field]) is None
+        elif aspect == "nullable":
             assert "null" in our_r.types(our_s["properties"][field])
             assert "null" not in real_r.types(real_s["properties"][field])
         else:
