@@ -336,3 +336,36 @@ def test_harmless_and_allowlisted_arguments_run(clients: Clients) -> None:
     assert clients.alice.post(EXECUTE, json=injected).status_code == 422
     configure(clients, injection_allowlist=[INJECTED])
     assert clients.alice.post(EXECUTE, json=injected).status_code == 200, "the allowlist is read at call time"
+
+
+def test_a_limit_beyond_the_32_bit_column_is_400_not_500(clients: Clients) -> None:
+    response = clients.staff.post(SET_QUOTA, json={"user_uuid": ALICE, "daily_limit": 2**31})
+    assert (response.status_code, response.json()) == (
+        400,
+        {"daily_limit": ["Ensure this value is less than or equal to 2147483647."]},
+    )
+    assert clients.staff.post(SET_QUOTA, json={"user_uuid": ALICE, "daily_limit": 2**31 - 1}).status_code == 200
+
+
+def test_huge_limits_set_through_the_control_api_still_render(clients: Clients) -> None:
+    configure(clients, token_limits={"alice": {"weekly_limit": 10**15}}, token_usage={"alice": {"weekly": 10**14}})
+    body = clients.alice.get(USAGE).json()
+    assert (body["weekly_limit"], body["weekly_remaining"]) == (10**15, 9 * 10**14)
+
+
+# -- the stream's tool call goes through the same executor -------------------------------------
+def test_a_stream_tool_call_with_injected_arguments_shows_nothing() -> None:
+    from mockserver.engine.tools import ToolExecutor, load_resources
+
+    executor = ToolExecutor(load_resources(), blocks_text=lambda text: "evil" in text)
+    run = executor.runner("alice")
+    assert run('{"tool": "show_user_resources", "arguments": {}}') == {
+        "k": "table",
+        "h": HEADERS,
+        "r": ALICE_ROWS,
+        "n": 4,
+    }
+    assert run('{"tool": "show_user_resources", "arguments": {"q": "evil"}}') is None
+    assert run('{"tool": "show_user_resources", "arguments": {"q": ["fine"]}}') is not None
+    assert run('{"tool": "show_user_resources", "arguments": []}') is None
+    assert run('{"tool": "other", "arguments": {}}') is None
