@@ -158,7 +158,10 @@ class OperationScenarios:
         if grew != list(PERIODS):
             response = self.target.request("GET", USAGE, token=user)
             raise self.violation(
-                check, f"usage did not grow in every period after a stream: {_summary(after)}", response
+                check,
+                f"usage did not grow in every period after a stream: {_summary(after)} (Waldur books the "
+                "tokens its upstream reports; an upstream that reports none would explain it)",
+                response,
             )
         if [other_after[f"{p}_usage"] for p in PERIODS] != [other_before[f"{p}_usage"] for p in PERIODS]:
             response = self.target.request("GET", USAGE, token=other)
