@@ -26,6 +26,7 @@ from mockserver.api.rendering import json_response
 from mockserver.api.router import SpecRouter
 from mockserver.api.streaming import ConnectionDroppedOnPurpose
 from mockserver.chat.deployment import DeploymentSettings
+from mockserver.chat.injection import InjectionDetector
 from mockserver.chat.service import ChatService
 from mockserver.control.api import ControlAPI
 from mockserver.control.guard import ControlOriginGuard
@@ -88,11 +89,11 @@ class MockApp:
         self.settings = self.options.settings
         self.settings.speed = self.options.speed
         self._initial_settings = _copy_settings(self.settings)
-        self.tools = ToolExecutor(load_resources(self.options.resources_file))
+        self.tools = ToolExecutor(load_resources(self.options.resources_file), self._blocks_text)
         self._default_scripts = self.load_scripts(load_script_dir(self.options.scripts))
         self.engine = self.options.engine or ScriptedEngine(self._default_scripts, self.tools)
         self.chat = ChatService(self.store, self.engine, self.settings)
-        self.services = Services(store=self.store, settings=self.settings, chat=self.chat)
+        self.services = Services(store=self.store, settings=self.settings, chat=self.chat, tools=self.tools)
         self.journal = RequestJournal(self.options.journal_limit)
         self.violations = ViolationLog()
         self.control = ControlAPI(lambda: self.settings, self.journal, self.reset, _Scripts(self))
@@ -128,6 +129,10 @@ class MockApp:
             middleware=[*middleware, Middleware(_ApiFirst, api=router)],
             exception_handlers={Exception: _server_error},
         )
+
+    def _blocks_text(self, text: str) -> bool:
+        """The injection verdict on tool arguments, with the allowlist configured right now."""
+        return InjectionDetector(self.settings.injection_allowlist).scan(text).blocked
 
     def load_scripts(self, scripts: list[Script]) -> ScriptSet:
         """Check a script set against the spec's record schema (dry run); raise ScriptError if unusable."""

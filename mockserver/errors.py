@@ -31,11 +31,12 @@ class ApiError(MockServerError):
 
 
 class ValidationFailed(ApiError):
-    """400 with a body given verbatim: `{"field": ["msg"]}` or `["msg"]`."""
+    """400 with a body given verbatim: `{"field": ["msg"]}` or `["msg"]` (or `{"field": "msg"}`,
+    what DRF sends for a `ValidationError({"field": "msg"})` raised in a view)."""
 
     status_code = 400
 
-    def __init__(self, body: dict[str, list[str]] | list[str]):
+    def __init__(self, body: dict[str, list[str]] | dict[str, str] | list[str]):
         super().__init__(body=body)
 
 
@@ -55,6 +56,11 @@ class NotAuthenticated(ApiError):
 
 class AuthenticationFailed(NotAuthenticated):
     default_detail = "Invalid token."
+
+
+class PermissionDenied(ApiError):
+    status_code = 403
+    default_detail = "You do not have permission to perform this action."
 
 
 class NotFound(ApiError):
@@ -83,3 +89,10 @@ class UnsupportedMediaType(ApiError):
 class FailedDependency(ApiError):
     status_code = 424
     default_detail = "Extension is disabled."
+
+
+class UnprocessableEntity(ApiError):
+    """422: Waldur's answer when a tool reports an error."""
+
+    status_code = 422
+    default_detail = "Unable to process this request."

@@ -1,1 +1,1 @@
-"""The Waldur chat API over HTTP: routing, authentication and the nine operations."""
+"""The Waldur chat API over HTTP: routing, authentication and the twelve operations."""

@@ -11,6 +11,7 @@ from starlette.types import ASGIApp
 from mockserver.api.auth import authenticate
 from mockserver.chat.deployment import DeploymentSettings
 from mockserver.chat.service import ChatService
+from mockserver.engine.tools import ToolExecutor
 from mockserver.openapi.validation import RequestCheck
 from mockserver.store import ChatStore, User
 from mockserver.util import normalize_uuid
@@ -23,6 +24,7 @@ class Services:
     store: ChatStore
     settings: DeploymentSettings
     chat: ChatService
+    tools: ToolExecutor
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The nine chat operations, keyed by the spec's operationId."""
+"""The twelve chat operations, keyed by the spec's operationId."""
 
 from __future__ import annotations
 
@@ -8,9 +8,12 @@ from mockserver.api.context import Call, Handler
 from mockserver.api.filters import filter_messages, filter_threads, order_threads
 from mockserver.api.pagination import paginate
 from mockserver.api.rendering import json_response, no_content
-from mockserver.api.serializers import message_json, restrict_fields, session_json, thread_json
+from mockserver.api.serializers import message_json, quota_usage_json, restrict_fields, session_json, thread_json
 from mockserver.api.streaming import RecordStreamResponse
+from mockserver.chat.deployment import PERIODS
+from mockserver.chat.quota import ensure_may_set_quota, usage_subject, user_by_uuid
 from mockserver.chat.service import StreamRequest
+from mockserver.chat.tool_calls import execute_tool
 from mockserver.engine.faults import Faults, FaultSyntaxError, parse_fault_header
 from mockserver.errors import NotFound, ParseError
 from mockserver.store import Thread, User
@@ -97,6 +100,37 @@ async def chat_messages_list(call: Call) -> Response:
     user = call.authenticated()
     messages = filter_messages(call.store.messages_visible_to(user), call.request.query_params)
     return json_response([message_json(m, user) for m in messages])
+
+
+# -- quota and tools ------------------------------------------------------------
+def _body(call: Call) -> dict[str, object]:
+    return call.check.body if isinstance(call.check.body, dict) else {}
+
+
+@operation("chat_quota_usage_retrieve")
+async def chat_quota_usage_retrieve(call: Call) -> Response:
+    viewer = call.authenticated()
+    subject = usage_subject(viewer, call.request.query_params.get("user_uuid"), call.store.users)
+    return json_response(quota_usage_json(call.services.chat.quota, subject.username, call.store.clock.now()))
+
+
+@operation("chat_quota_set_quota")
+async def chat_quota_set_quota(call: Call) -> Response:
+    """Staff or support (403) before the body (400), as DRF checks permissions in `initial()`."""
+    ensure_may_set_quota(call.authenticate())
+    call.check.raise_for_errors()
+    body = _body(call)
+    target = user_by_uuid(call.store.users, str(body["user_uuid"]))
+    changes = {p: body[f"{p}_limit"] for p in PERIODS if f"{p}_limit" in body}
+    call.services.chat.quota.set_limits(target.username, changes)  # type: ignore[arg-type]
+    return Response(status_code=200)  # DRF's Response(status=200): empty body, no Content-Type
+
+
+@operation("chat_tools_execute")
+async def chat_tools_execute(call: Call) -> Response:
+    user = call.authenticated()
+    body = _body(call)
+    return json_response(execute_tool(call.services.tools, user.username, str(body["tool"]), body.get("arguments", {})))
 
 
 # -- stream -------------------------------------------------------------------

@@ -8,8 +8,10 @@ threads only.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
+from mockserver.chat.deployment import PERIODS, QuotaBook, next_reset
 from mockserver.chat.injection import severity_of
 from mockserver.store import ChatSession, ChatStore, Message, Thread, User
 from mockserver.util import format_datetime
@@ -69,3 +71,15 @@ def restrict_fields(data: dict[str, Any], requested: Sequence[str]) -> dict[str,
     """`?field=a&field=b`: unknown names are ignored; none valid means every field."""
     chosen = [name for name in requested if name in data]
     return {name: value for name, value in data.items() if name in chosen} if chosen else data
+
+
+def quota_usage_json(quota: QuotaBook, username: str, now: datetime) -> dict[str, Any]:
+    """`TokenQuotaUsageResponse`: limit, usage, remaining, reset_at, system_default per period."""
+    data: dict[str, Any] = {}
+    for period in PERIODS:
+        data[f"{period}_limit"] = quota.own_limit(username, period)
+        data[f"{period}_usage"] = quota.used(username, period)
+        data[f"{period}_remaining"] = quota.remaining(username, period)
+        data[f"{period}_reset_at"] = format_datetime(next_reset(period, now))
+        data[f"{period}_system_default"] = quota.system_default(period)
+    return data

@@ -7,7 +7,8 @@ so tests, the control API and the contract suite all turn the same switches.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
 from typing import Literal
 
 from mockserver.engine.faults import NO_FAULTS, Faults
@@ -63,6 +64,27 @@ class QuotaBook:
             if limit != UNLIMITED and self.used(username, period) >= limit:
                 raise Conflict(f"{period.capitalize()} token limit exceeded.")
 
+    def own_limit(self, username: str, period: Period) -> int | None:
+        """The user's own limit as stored (None: the system default applies)."""
+        return getattr(self.settings.user_limits.get(username, TokenLimits()), period)
+
+    def system_default(self, period: Period) -> int:
+        return getattr(self.settings.system_limits, period)
+
+    def remaining(self, username: str, period: Period) -> int | None:
+        """Tokens left in the period; None when unlimited (Waldur's `get_remaining`)."""
+        limit = self.effective_limit(username, period)
+        return None if limit == UNLIMITED else max(0, limit - self.used(username, period))
+
+    def set_limits(self, username: str, changes: dict[Period, int | None]) -> None:
+        """`set_quota`: only the periods given change; None restores the system default.
+
+        Writes the same per-user limits as `/__mock__/config`'s `token_limits`, so the
+        stream's quota check sees them at once."""
+        with self._lock:
+            current = self.settings.user_limits.get(username, TokenLimits())
+            self.settings.user_limits = {**self.settings.user_limits, username: replace(current, **changes)}
+
     def used(self, username: str, period: Period) -> int:
         return self.settings.usage.get(username, {}).get(period, 0)
 
@@ -71,3 +93,15 @@ class QuotaBook:
             usage = self.settings.usage.setdefault(username, {"daily": 0, "weekly": 0, "monthly": 0})
             for period in PERIODS:
                 usage[period] = usage.get(period, 0) + tokens
+
+
+def next_reset(period: Period, now: datetime) -> datetime:
+    """When a period's usage starts over: next midnight, next Monday, the 1st of next month."""
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    if period == "daily":
+        return midnight + timedelta(days=1)
+    if period == "weekly":
+        return midnight + timedelta(days=7 - now.weekday())
+    if now.month == 12:
+        return midnight.replace(year=now.year + 1, month=1, day=1)
+    return midnight.replace(month=now.month + 1, day=1)

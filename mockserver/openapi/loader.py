@@ -53,6 +53,8 @@ class Operation:
     body_media_types: frozenset[str] = frozenset()
     trimmed_fields: frozenset[str] = frozenset()  # body fields DRF strips before validating
     nullable_fields: frozenset[str] = frozenset()  # in a form body, DRF reads "" as null for these
+    # (body field, JSON Schema keyword) pairs the view checks itself (`x-waldur-view-checks`)
+    view_checks: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -125,19 +127,22 @@ class SpecIndex:
         # Literal segments win over templated ones (`current/` before `{uuid}/`).
         return sorted(routes, key=lambda r: (r.template.count("{"), r.template))
 
-    def _body_facts(self, spec_op: dict[str, Any]) -> dict[str, frozenset[str]]:
+    def _body_facts(self, spec_op: dict[str, Any]) -> dict[str, frozenset[Any]]:
         body = self.resolve(spec_op.get("requestBody", {}))
         content = body.get("content", {})
         trimmed: set[str] = set()
         nullable: set[str] = set()
+        view_checks: set[tuple[str, str]] = set()
         for media in content.values():
             properties = self.resolve(media.get("schema", {})).get("properties", {})
             trimmed |= {name for name, prop in properties.items() if prop.get("x-waldur-trim-whitespace")}
             nullable |= {name for name, prop in properties.items() if self._admits_null(prop)}
+            view_checks |= {(n, k) for n, prop in properties.items() for k in prop.get("x-waldur-view-checks", [])}
         return {
             "body_media_types": frozenset([*content, *body.get("x-waldur-also-accepts", [])]),
             "trimmed_fields": frozenset(trimmed),
             "nullable_fields": frozenset(nullable),
+            "view_checks": frozenset(view_checks),
         }
 
     def _admits_null(self, schema: dict[str, Any]) -> bool:

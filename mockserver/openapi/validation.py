@@ -202,7 +202,8 @@ class RequestValidator:
             if isinstance(cause, MediaTypeNotFound):
                 check.error = UnsupportedMediaType(request.content_type)
             elif isinstance(cause, InvalidSchemaValue):
-                out.update(body_errors(cause.schema_errors, check.body) or {})
+                errors = [e for e in cause.schema_errors if not _checked_by_view(e, check.operation)]
+                out.update(body_errors(errors, check.body) or {})
             elif isinstance(error, InvalidRequestBody):
                 out.update(body_errors([], check.body) or {"non_field_errors": ["Invalid data."]})
 
@@ -224,6 +225,14 @@ class RequestValidator:
         if pointer is None:
             return []
         return list(self.spec.schema_validator(pointer).iter_errors(body))
+
+
+def _checked_by_view(error: SchemaError, operation: Operation) -> bool:
+    """`x-waldur-view-checks`: the serializer accepts the value and the view answers for it
+    (null stays the serializer's: DRF refuses it before any view code runs)."""
+    field = str(error.path[0]) if len(error.path) == 1 else None
+    refused_null = error.validator == "type" and error.instance is None
+    return (field, error.validator) in operation.view_checks and not refused_null
 
 
 class ValidationMiddleware:
