@@ -48,6 +48,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--seed-data", type=Path, help="threads and messages to start with (fixtures/seed.yaml)")
     serve.add_argument("--resources", type=Path, help="resources listed by the show_user_resources tool")
     serve.add_argument(
+        "--allow-no-catch-all",
+        action="store_true",
+        help="accept reply scripts without a catch-all (`match: {}`); unmatched requests then get empty replies",
+    )
+    serve.add_argument(
         "--speed",
         type=_speed,
         default=1.0,
@@ -117,6 +122,7 @@ def serve(args: argparse.Namespace) -> int:
         cors=not args.no_cors,
         speed=args.speed,
         seed_data=args.seed_data,
+        allow_no_catch_all=args.allow_no_catch_all,
     )
     if args.scripts:
         options.scripts = args.scripts

@@ -129,7 +129,7 @@ async def chat_stream(call: Call) -> RecordStreamResponse:
         edit_message_uuid=_optional_uuid(body, "edit_message_uuid"),
     )
     scenario, faults = _mock_selectors(call, chat.engine.scenario_names())
-    turn = chat.prepare(user, request, scenario=scenario, faults=faults)
+    turn = chat.prepare(user, request, scenario=scenario, faults=faults, warn=call.warn)
     return RecordStreamResponse(chat.stream(turn), headers=STREAM_HEADERS)
 
 
