@@ -198,12 +198,20 @@ class RequestJournal:
             self._seq = 0
 
 
+# A credential inside a URL that the mock echoes (the `Link` header, a redirect's `Location`).
+_SECRET_IN_URL = re.compile(r"((?:^|[?&;])(?:" + "|".join(map(re.escape, SECRET_QUERY_KEYS)) + r")=)[^&\s>;,\"]*", re.I)
+
+
+def redact_urls(text: str) -> str:
+    return _SECRET_IN_URL.sub(rf"\1{REDACTED}", text) if "token=" in text.lower() else text
+
+
 def redact_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Lower-case names; repeated headers joined with `, `; credentials replaced; long values cut."""
     headers: dict[str, str] = {}
     for name_bytes, value_bytes in raw:
         name = name_bytes.decode("latin-1").lower()
-        value = _redact_header(name, value_bytes.decode("latin-1"))
+        value = redact_urls(_redact_header(name, value_bytes.decode("latin-1")))
         if len(value) > HEADER_VALUE_LIMIT:
             value = value[:HEADER_VALUE_LIMIT] + "...(truncated)"
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
@@ -218,10 +226,14 @@ def _redact_header(name: str, value: str) -> str:
 
 
 def redact_query(query: str) -> str:
-    """The raw query string with the values of credential parameters replaced."""
-    if not any(key in query.lower() for key in SECRET_QUERY_KEYS):
-        return query
+    """The raw query string with the values of credential parameters replaced.
+
+    The raw text is kept where it can be; a key spelled with percent escapes makes it re-encoded.
+    """
+    query = redact_urls(query)
     pairs = parse_qsl(query, keep_blank_values=True)
+    if all(v == REDACTED for k, v in pairs if k.lower() in SECRET_QUERY_KEYS):
+        return query
     return urlencode([(k, REDACTED if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs])
 
 
@@ -232,6 +244,7 @@ def _redact_body(body: str | None, headers: dict[str, str]) -> str | None:
     """Passwords and tokens of JSON objects and forms (a login and its answer) are redacted."""
     if body is None:
         return None
+    body = redact_urls(body)
     media = headers.get("content-type", "").split(";")[0].strip().lower()
     if media == "application/x-www-form-urlencoded":
         return _SECRET_FORM_FIELD.sub(rf"\1\2={REDACTED}", body)
