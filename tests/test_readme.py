@@ -2,8 +2,9 @@
 
 The conventions (also described in the README, "This README is tested"):
 - a fence's language picks the runner: `sh`/`bash` (bash -e), `python` (the venv's Python),
-  `js` (node, with `waldur-js-client` installed from the npm registry into a scratch
-  directory; slow); `text` blocks are synopses or layouts, not code;
+  `js` (bundled with esbuild and run by node, with `waldur-js-client` installed from the npm
+  registry into a scratch directory; `WALDUR_JS_CLIENT` may name another npm spec or a
+  tarball; slow; under CI=true a failed install fails); `text` blocks are not code;
 - `<!-- not-run: REASON -->` on the lines just before a block opts it out, with its reason
   (reported as a skip that names the reason, never as a pass);
 - `<!-- expect: TEXT -->` there (repeatable) requires TEXT in the block's standard output;
@@ -37,6 +38,9 @@ DOCUMENTED_PORT = re.compile(r"(?<![\w.])((?:127\.0\.0\.1|localhost)?):8000\b")
 NOT_CODE = frozenset({"text"})
 BLOCK_TIMEOUT = 300.0
 JS_CLIENT = os.environ.get("WALDUR_JS_CLIENT", "waldur-js-client@8.0.5")  # an npm spec; a tarball path works too
+# The client is published for bundlers (ES modules with extensionless imports, which node
+# refuses), so a js block is bundled first, as Vite does for homeport.
+BUNDLER = "esbuild@0.28.2"
 
 
 @dataclass(frozen=True)
@@ -148,7 +152,7 @@ def js_client_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (directory / "package.json").write_text('{"name": "readme-js-blocks", "private": true, "type": "module"}\n')
     try:
         installed = subprocess.run(
-            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", JS_CLIENT],
+            ["npm", "install", "--no-audit", "--no-fund", "--loglevel=error", JS_CLIENT, BUNDLER],
             check=False,
             cwd=directory,
             capture_output=True,
@@ -192,9 +196,12 @@ def run_python(code: str, request: pytest.FixtureRequest) -> subprocess.Complete
 
 def run_node(code: str, request: pytest.FixtureRequest) -> subprocess.CompletedProcess[str]:
     directory: Path = request.getfixturevalue("js_client_dir")
-    script = directory / "block.mjs"
-    script.write_text(code, encoding="utf-8")
-    return _run(["node", str(script)], directory)
+    (directory / "block.mjs").write_text(code, encoding="utf-8")
+    bundle = [str(directory / "node_modules" / ".bin" / "esbuild"), "block.mjs", "--bundle", "--platform=node"]
+    bundled = _run([*bundle, "--format=esm", "--log-level=warning", "--outfile=bundle.mjs"], directory)
+    if bundled.returncode != 0:
+        return bundled
+    return _run(["node", "bundle.mjs"], directory)
 
 
 Runner = Callable[[str, pytest.FixtureRequest], subprocess.CompletedProcess[str]]
