@@ -10,11 +10,14 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+import anyio
+import httpx
 import pytest
 
 from mockserver.api.streaming import ConnectionDroppedOnPurpose
 from mockserver.app import MockApp, ServerOptions, create_app
 from mockserver.control.journal import BODY_LIMIT, REDACTED, RecordCapture
+from mockserver.engine.scripts import load_scripts_text
 from mockserver.openapi.loader import CONTROL_SPEC, SpecIndex
 from tests.support import Clients, clients_for
 
@@ -218,3 +221,44 @@ def test_control_requests_are_not_journaled(app: MockApp, clients: Clients) -> N
     clients.anonymous.get("/__mock__/config")
     clients.anonymous.request("PUT", "/__mock__/scripts", content=b"scripts: []", params={"allow_no_catch_all": "true"})
     assert journal(clients)["requests"] == []
+
+
+PAUSED_SCRIPT = (
+    "scripts:\n  - name: paused\n    match: {}\n    records:\n"
+    "      - {k: markdown, c: before the pause}\n      - {delay_ms: 1500}\n      - {k: markdown, c: after}\n"
+)
+
+
+def test_stream_records_are_journaled_while_the_stream_runs() -> None:
+    """The journal is written as lines pass: mid-stream it already holds the records sent so far."""
+    app = create_app(ServerOptions(validate_responses=True, speed=1))
+    app.replace_scripts(load_scripts_text(PAUSED_SCRIPT, "paused.yaml"))
+
+    async def scenario() -> tuple[dict[str, Any], dict[str, Any]]:
+        transport = httpx.ASGITransport(app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            async with anyio.create_task_group() as group:
+                group.start_soon(
+                    lambda: http.post(
+                        "/api/chat/stream/", json={"input": "Hi"}, headers={"Authorization": "Token alice-token"}
+                    )
+                )
+                mid = await _first_entry_with_records(http, 2)
+                group.cancel_scope.deadline = anyio.current_time() + 10
+            done = (await http.get("/__mock__/requests")).json()["requests"][0]
+        return mid, done
+
+    mid, done = anyio.run(scenario)
+    assert mid["duration_ms"] is None  # still streaming
+    assert [r.get("c") for r in mid["response"]["records"]] == [None, "before the pause"]
+    assert [r.get("c") for r in done["response"]["records"]] == [None, "before the pause", "after", None]
+    assert not app.violations.drain()
+
+
+async def _first_entry_with_records(http: httpx.AsyncClient, count: int) -> dict[str, Any]:
+    with anyio.fail_after(5):
+        while True:
+            entries = (await http.get("/__mock__/requests")).json()["requests"]
+            if entries and len(entries[0]["response"]["records"] or []) >= count:
+                return entries[0]
+            await anyio.sleep(0.02)
