@@ -88,6 +88,19 @@ def test_the_node_bound_counts_expanded_aliases() -> None:
         load_scripts_text("\n".join(lines) + "\n", "wide.yaml")
 
 
+@pytest.mark.parametrize("style", ["block mapping", "flow sequence"])
+def test_deep_nesting_is_refused_not_a_crash(clients: Clients, style: str) -> None:
+    """Building a deeply nested document recurses; it is refused first (400, never a 500)."""
+    depth = 600
+    if style == "block mapping":
+        text = "".join("  " * i + "a:\n" for i in range(depth)) + "  " * depth + "x\n"
+    else:
+        text = "[" * depth + "]" * depth + "\n"
+    status, body = put(clients, text)
+    assert status == 400, body
+    assert "nests deeper than" in body["scripts"][0] or "nesting depth" in body["scripts"][0]
+
+
 def test_an_oversized_body_is_refused_with_413(clients: Clients) -> None:
     before = names(clients)
     status, body = put(clients, b"#" * (MAX_SCRIPT_BYTES + 1))

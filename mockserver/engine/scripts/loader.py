@@ -28,6 +28,7 @@ TIMING_KEYS = {"first_chunk_ms", "inter_chunk_ms", "tokens_per_second", "jitter_
 # stand for millions of nodes ("billion laughs"), so the count is of nodes with aliases expanded.
 MAX_SCRIPT_BYTES = 1024 * 1024
 MAX_EXPANDED_NODES = 200_000
+MAX_DEPTH = 50  # nesting levels; a script needs fewer than ten, and building deeper ones recurses
 
 
 class ScriptError(ConfigurationError):
@@ -243,12 +244,14 @@ def load_scripts_text(text: str, source: str = "<scripts>") -> list[Script]:
 
 
 def _check_expanded_size(root: yaml.Node, source: str) -> None:
-    """Refuse a node graph that expands to more than MAX_EXPANDED_NODES nodes, or refers to itself.
+    """Refuse a node graph that expands to more than MAX_EXPANDED_NODES nodes, nests deeper than
+    MAX_DEPTH, or refers to itself.
 
-    Iterative post-order walk with one size per distinct node: linear in the document's own
-    size however far its aliases would expand.
+    Iterative post-order walk with one size and height per distinct node: linear in the
+    document's own size however far its aliases would expand.
     """
     sizes: dict[int, int] = {}
+    heights: dict[int, int] = {}
     on_path: set[int] = set()  # nodes whose subtree is being counted: meeting one again is a cycle
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -257,13 +260,14 @@ def _check_expanded_size(root: yaml.Node, source: str) -> None:
         children = _children(node)
         if children_done:
             sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            heights[key] = 1 + max((heights[id(child)] for child in children), default=0)
             on_path.discard(key)
+            line = node.start_mark.line + 1
             if sizes[key] > MAX_EXPANDED_NODES:
-                raise ScriptError(
-                    source,
-                    node.start_mark.line + 1,
-                    f"the document expands to more than {MAX_EXPANDED_NODES} nodes (aliases counted as expanded)",
-                )
+                reason = f"the document expands to more than {MAX_EXPANDED_NODES} nodes (aliases counted as expanded)"
+                raise ScriptError(source, line, reason)
+            if heights[key] > MAX_DEPTH:
+                raise ScriptError(source, line, f"the document nests deeper than {MAX_DEPTH} levels")
             continue
         if key in sizes:
             continue
