@@ -262,3 +262,11 @@ async def _first_entry_with_records(http: httpx.AsyncClient, count: int) -> dict
             if entries and len(entries[0]["response"]["records"] or []) >= count:
                 return entries[0]
             await anyio.sleep(0.02)
+
+
+def test_the_spec_example_is_a_valid_journal() -> None:
+    """The documented example keeps up with the schema it illustrates."""
+    operation = SpecIndex.from_file(CONTROL_SPEC).document["paths"]["/__mock__/requests"]["get"]
+    example = operation["responses"]["200"]["content"]["application/json"]["examples"]["two"]["value"]
+    assert [e.message for e in JOURNAL_SCHEMA.iter_errors(example)] == []
+    assert example["requests"][1]["query"].endswith(f"x-auth-token={REDACTED}")
