@@ -108,6 +108,17 @@ def test_an_oversized_body_is_refused_with_413(clients: Clients) -> None:
     assert names(clients) == before
 
 
+def test_config_patch_is_bounded_and_deep_json_is_a_parse_error(clients: Clients) -> None:
+    """PATCH /__mock__/config: a huge body answers 413, JSON nested thousands deep 400, never a 500."""
+    patch = clients.anonymous.request
+    huge = patch("PATCH", "/__mock__/config", content=b" " * (70 * 1024), headers={"Content-Type": "application/json"})
+    assert huge.status_code == 413 and "too large" in huge.json()["detail"]
+    deep = patch("PATCH", "/__mock__/config", content=b"[" * 60000, headers={"Content-Type": "application/json"})
+    assert deep.status_code == 400 and "JSON parse error" in deep.json()["detail"]
+    fine = patch("PATCH", "/__mock__/config", json={"faults": {"drop_after_records": 2}})
+    assert fine.json()["faults"] == {"drop_after_records": 2}
+
+
 def test_oversized_text_is_refused_by_the_loader_too() -> None:
     """The same bound applies to files given with --scripts."""
     with pytest.raises(ScriptError, match="bytes; at most"):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import PurePath
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ from mockserver.errors import ApiError, ParseError
 
 SPEC_VERSION = "8.0.5"
 PUT_SCRIPTS_SOURCE = "<PUT /__mock__/scripts>"
+CONFIG_BODY_LIMIT = 64 * 1024  # a configuration patch is a few hundred bytes
 TRUE_VALUES = {"true", "1", "yes"}
 FALSE_VALUES = {"false", "0", "no", ""}
 
@@ -72,8 +74,11 @@ class ControlAPI:
 
     async def config(self, request: Request) -> Response:
         if request.method == "PATCH":
+            body = await _bounded_body(request, CONFIG_BODY_LIMIT)
+            if body is None:
+                return _too_large("configuration patches", CONFIG_BODY_LIMIT)
             try:
-                apply_config_patch(self.settings(), await _json_body(request))
+                apply_config_patch(self.settings(), _parse_json(body))
             except ApiError as error:
                 return error_response(error)
         return json_response(config_json(self.settings()))
@@ -96,8 +101,7 @@ class ControlAPI:
             return json_response({"allow_no_catch_all": ["Must be a valid boolean."]}, status=400)
         body = await _bounded_body(request, MAX_SCRIPT_BYTES)
         if body is None:
-            detail = f"Request body too large: script sets are limited to {MAX_SCRIPT_BYTES} bytes."
-            return json_response({"detail": detail}, status=413)
+            return _too_large("script sets", MAX_SCRIPT_BYTES)
         text = body.decode("utf-8", errors="replace")
 
         def load() -> None:
@@ -157,8 +161,12 @@ async def _bounded_body(request: Request, limit: int) -> bytes | None:
     return b"".join(chunks)
 
 
-async def _json_body(request: Request) -> Any:
+def _too_large(what: str, limit: int) -> Response:
+    return json_response({"detail": f"Request body too large: {what} are limited to {limit} bytes."}, status=413)
+
+
+def _parse_json(body: bytes) -> Any:
     try:
-        return await request.json()
-    except ValueError as exc:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
         raise ParseError(f"JSON parse error - {exc}") from None
