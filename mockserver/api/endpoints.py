@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from starlette.responses import Response
 
 from mockserver.api.context import Call, Handler
@@ -129,7 +131,8 @@ async def chat_stream(call: Call) -> RecordStreamResponse:
         edit_message_uuid=_optional_uuid(body, "edit_message_uuid"),
     )
     scenario, faults = _mock_selectors(call, chat.engine.scenario_names())
-    turn = chat.prepare(user, request, scenario=scenario, faults=faults, warn=call.warn)
+    turn = chat.prepare(user, request, scenario=scenario, faults=faults)
+    turn.request = replace(turn.request, warn=call.warn)  # the engine's warnings go to the journal
     return RecordStreamResponse(chat.stream(turn), headers=STREAM_HEADERS)
 
 

@@ -8,7 +8,7 @@ client that disconnects still leaves both messages behind.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
 from mockserver.chat.deployment import DeploymentSettings, QuotaBook
@@ -79,13 +79,7 @@ class ChatService:
 
     # -- steps 4-8 ------------------------------------------------------------
     def prepare(
-        self,
-        user: User,
-        body: StreamRequest,
-        *,
-        scenario: str | None = None,
-        faults: Faults | None = None,
-        warn: Callable[[str], None] | None = None,
+        self, user: User, body: StreamRequest, *, scenario: str | None = None, faults: Faults | None = None
     ) -> PreparedTurn:
         """Steps 4-8 of section 2.2; stores the user message. Faults: global config, then the request's."""
         faults = self.settings.faults.merged(faults or Faults())
@@ -105,7 +99,6 @@ class ChatService:
                 scenario=scenario,
                 faults=faults,
                 speed=self.settings.speed,
-                warn=warn,
             )
             return PreparedTurn(user=user, kind="title", thread=thread, request=request)
 
@@ -123,7 +116,6 @@ class ChatService:
             scenario=scenario,
             faults=faults,
             speed=self.settings.speed,
-            warn=warn,
         )
         return turn
 
