@@ -34,7 +34,7 @@ from mockserver.control.journal import CONTROL_PREFIX, JournalMiddleware, Reques
 from mockserver.engine.base import ReplyEngine
 from mockserver.engine.scripted import ScriptedEngine
 from mockserver.engine.scripts import ScriptSet, load_script_dir
-from mockserver.engine.scripts.loader import DEFAULT_SCRIPT_DIR, check_unique
+from mockserver.engine.scripts.loader import DEFAULT_SCRIPT_DIR, check_unique, require_catch_all
 from mockserver.engine.scripts.model import Script
 from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
 from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
@@ -73,6 +73,7 @@ class ServerOptions:
     speed: float = 1.0  # playback speed of scripted replies; 0 = no delays
     seed_data: Path | None = None  # threads and messages to start with (and reset to)
     engine: ReplyEngine | None = None  # replaces the scripted engine (tests, experiments)
+    allow_no_catch_all: bool = False  # accept script sets in which a request may match nothing
     settings: DeploymentSettings = field(default_factory=DeploymentSettings)
 
 
@@ -90,7 +91,9 @@ class MockApp:
         self.settings.speed = self.options.speed
         self._initial_settings = _copy_settings(self.settings)
         self.tools = ToolExecutor(load_resources(self.options.resources_file), self._blocks_text)
-        self._default_scripts = self.load_scripts(load_script_dir(self.options.scripts))
+        self._default_scripts = self.load_scripts(
+            load_script_dir(self.options.scripts), str(self.options.scripts), self.options.allow_no_catch_all
+        )
         self.engine = self.options.engine or ScriptedEngine(self._default_scripts, self.tools)
         self.chat = ChatService(self.store, self.engine, self.settings)
         self.services = Services(store=self.store, settings=self.settings, chat=self.chat, tools=self.tools)
@@ -134,17 +137,23 @@ class MockApp:
         """The injection verdict on tool arguments, with the allowlist configured right now."""
         return InjectionDetector(self.settings.injection_allowlist).scan(text).blocked
 
-    def load_scripts(self, scripts: list[Script]) -> ScriptSet:
+    def load_scripts(
+        self, scripts: list[Script], source: str = "<scripts>", allow_no_catch_all: bool = False
+    ) -> ScriptSet:
         """Check a script set against the spec's record schema (dry run); raise ScriptError if unusable."""
         check_unique(scripts)
         script_set = ScriptSet(scripts)
         validator = self.spec.schema_validator(RECORD_SCHEMA)
         ScriptedEngine(script_set, self.tools).check(lambda record: record_problems(validator, record))
+        if not allow_no_catch_all:
+            require_catch_all(scripts, source)
         return script_set
 
-    def replace_scripts(self, scripts: list[Script]) -> None:
+    def replace_scripts(
+        self, scripts: list[Script], source: str = "<scripts>", allow_no_catch_all: bool = False
+    ) -> None:
         if isinstance(self.engine, ScriptedEngine):
-            self.engine.scripts = self.load_scripts(scripts)
+            self.engine.scripts = self.load_scripts(scripts, source, allow_no_catch_all)
 
     def reset(self) -> None:
         """Back to the seed state: the seed data only, default settings and scripts, empty journal."""
@@ -199,8 +208,8 @@ class _Scripts:
         engine = self.app.engine
         return engine.scripts.scripts if isinstance(engine, ScriptedEngine) else []
 
-    def replace(self, scripts: list[Script]) -> None:
-        self.app.replace_scripts(scripts)
+    def replace(self, scripts: list[Script], source: str, allow_no_catch_all: bool = False) -> None:
+        self.app.replace_scripts(scripts, source, allow_no_catch_all)
 
     def restore(self) -> None:
         if isinstance(self.app.engine, ScriptedEngine):

@@ -148,6 +148,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="resources listed by the show_user_resources tool (default: the packaged fixtures/resources.yaml)",
     )
     serve.add_argument(
+        "--allow-no-catch-all",
+        action="store_true",
+        help="accept reply scripts without a catch-all (`match: {}`); unmatched requests then get empty replies",
+    )
+    serve.add_argument(
         "--speed",
         type=_speed,
         default=1.0,
@@ -227,6 +232,7 @@ def serve(args: argparse.Namespace) -> int:
         allowed_hosts=tuple(args.allow_host),
         speed=args.speed,
         seed_data=args.seed_data,
+        allow_no_catch_all=args.allow_no_catch_all,
     )
     if args.scripts:
         options.scripts = args.scripts

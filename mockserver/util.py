@@ -14,3 +14,8 @@ def normalize_uuid(value: str) -> str:
 def format_datetime(value: datetime) -> str:
     """ISO 8601 in UTC with `Z`, DRF's default (microseconds whenever they are non-zero)."""
     return value.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
+
+
+# Key in an ASGI scope's state: a list any layer may append a warning about this request to
+# (the journal shows them in the request's entry).
+REQUEST_WARNINGS = "request_warnings"

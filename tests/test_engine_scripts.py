@@ -430,7 +430,7 @@ def test_valid_literal_script_is_accepted_and_streamed(app: MockApp, clients: Cl
         "scripts:\n  - name: literal\n    records:\n      - {k: markdown, c: 'Hello'}\n"
         '      - {delay_ms: 5}\n      - {k: load, t: code}\n      - {k: code, c: "x = 1\\n", t: python}\n'
     )
-    app.replace_scripts(load_scripts_text(text, "literal.yaml"))
+    app.replace_scripts(load_scripts_text(text, "literal.yaml"), allow_no_catch_all=True)
     result = clients.alice.stream(input=QUESTION, headers={"X-Mock-Scenario": "literal"})
     assert result.records[1:-1] == [
         {"k": "markdown", "c": "Hello"},
@@ -558,7 +558,7 @@ scripts:
     match: {turn: {min: 2}}
     reply: {text: "turn ${turn} answer"}
 """
-    app.replace_scripts(load_scripts_text(text, "turns.yaml"))
+    app.replace_scripts(load_scripts_text(text, "turns.yaml"), allow_no_catch_all=True)
     yield
 
 

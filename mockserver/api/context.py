@@ -14,7 +14,7 @@ from mockserver.chat.service import ChatService
 from mockserver.engine.tools import ToolExecutor
 from mockserver.openapi.validation import RequestCheck
 from mockserver.store import ChatStore, User
-from mockserver.util import normalize_uuid
+from mockserver.util import REQUEST_WARNINGS, normalize_uuid
 
 
 @dataclass
@@ -47,6 +47,10 @@ class Call:
         user = self.authenticate()
         self.check.raise_for_errors()
         return user
+
+    def warn(self, message: str) -> None:
+        """A warning about this request, shown in its journal entry."""
+        self.request.scope.setdefault("state", {}).setdefault(REQUEST_WARNINGS, []).append(message)
 
     def path_uuid(self) -> str:
         return normalize_uuid(self.check.path_params["uuid"])

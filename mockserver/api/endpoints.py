@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from starlette.responses import Response
 
 from mockserver.api.context import Call, Handler
@@ -164,6 +166,7 @@ async def chat_stream(call: Call) -> RecordStreamResponse:
     )
     scenario, faults = _mock_selectors(call, chat.engine.scenario_names())
     turn = chat.prepare(user, request, scenario=scenario, faults=faults)
+    turn.request = replace(turn.request, warn=call.warn)  # the engine's warnings go to the journal
     return RecordStreamResponse(chat.stream(turn), headers=STREAM_HEADERS)
 
 

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
+from pathlib import PurePath
 from typing import Any, Protocol
 
-from starlette.requests import Request
+import anyio.to_thread
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mockserver.api.rendering import error_response, json_response, no_content
 from mockserver.chat.deployment import DeploymentSettings
 from mockserver.control.config import apply_config_patch, config_json
-from mockserver.control.journal import RequestJournal
+from mockserver.control.journal import JournalFilter, RequestJournal
 from mockserver.engine.scripts import Script, ScriptError, load_scripts_text
+from mockserver.engine.scripts.loader import MAX_SCRIPT_BYTES
 from mockserver.errors import ApiError, ParseError
 
 SPEC_VERSION = "8.0.5"
+PUT_SCRIPTS_SOURCE = "<PUT /__mock__/scripts>"
+CONFIG_BODY_LIMIT = 64 * 1024  # a configuration patch is a few hundred bytes
+TRUE_VALUES = {"true", "1", "yes"}
+FALSE_VALUES = {"false", "0", "no", ""}
 
 
 class ControlAPI:
@@ -59,13 +67,18 @@ class ControlAPI:
             return json_response({"limit": ["A valid integer is required."]}, status=400)
         if limit < 1:
             return json_response({"limit": ["Ensure this value is greater than or equal to 1."]}, status=400)
-        entries = self.journal.entries(limit)
-        return json_response({"count": len(self.journal), "limit": limit, "requests": entries})
+        params = request.query_params
+        where = JournalFilter(params.get("method") or None, params.get("path") or None, params.get("user") or None)
+        entries = self.journal.entries(limit, where)
+        return json_response({"count": self.journal.count(where), "limit": limit, "requests": entries})
 
     async def config(self, request: Request) -> Response:
         if request.method == "PATCH":
+            body = await _bounded_body(request, CONFIG_BODY_LIMIT)
+            if body is None:
+                return _too_large("configuration patches", CONFIG_BODY_LIMIT)
             try:
-                apply_config_patch(self.settings(), await _json_body(request))
+                apply_config_patch(self.settings(), _parse_json(body))
             except ApiError as error:
                 return error_response(error)
         return json_response(config_json(self.settings()))
@@ -76,12 +89,30 @@ class ControlAPI:
             self.scripts.restore()
             return no_content()
         if request.method == "PUT":
-            text = (await request.body()).decode("utf-8", errors="replace")
-            try:
-                self.scripts.replace(load_scripts_text(text, "<PUT /__mock__/scripts>"))
-            except ScriptError as exc:
-                return json_response({"scripts": [str(exc)]}, status=400)
+            refused = await self._replace_scripts(request)
+            if refused is not None:
+                return refused
         return json_response({"scripts": [_script_json(s) for s in self.scripts.current()]})
+
+    async def _replace_scripts(self, request: Request) -> Response | None:
+        """Read at most MAX_SCRIPT_BYTES, then parse and check in a worker thread (the loop stays free)."""
+        allow = request.query_params.get("allow_no_catch_all", "").lower()
+        if allow not in TRUE_VALUES | FALSE_VALUES:
+            return json_response({"allow_no_catch_all": ["Must be a valid boolean."]}, status=400)
+        body = await _bounded_body(request, MAX_SCRIPT_BYTES)
+        if body is None:
+            return _too_large("script sets", MAX_SCRIPT_BYTES)
+        text = body.decode("utf-8", errors="replace")
+
+        def load() -> None:
+            scripts = load_scripts_text(text, PUT_SCRIPTS_SOURCE)
+            self.scripts.replace(scripts, PUT_SCRIPTS_SOURCE, allow in TRUE_VALUES)
+
+        try:
+            await anyio.to_thread.run_sync(load)
+        except ScriptError as exc:
+            return json_response({"scripts": [str(exc)]}, status=400)
+        return None
 
     async def health(self, request: Request) -> Response:
         return json_response({"status": "ok", "spec_version": SPEC_VERSION})
@@ -90,7 +121,7 @@ class ControlAPI:
 class ScriptControl(Protocol):
     def current(self) -> list[Script]: ...
 
-    def replace(self, scripts: list[Script]) -> None: ...
+    def replace(self, scripts: list[Script], source: str, allow_no_catch_all: bool = False) -> None: ...
 
     def restore(self) -> None: ...
 
@@ -99,14 +130,43 @@ def _script_json(script: Script) -> dict[str, Any]:
     return {
         "name": script.name,
         "description": script.description,
-        "source": script.where,
+        "source": _relative_source(script),
         "matches": script.match is not None,
         "faults": script.faults.as_dict(),
     }
 
 
-async def _json_body(request: Request) -> Any:
+def _relative_source(script: Script) -> str:
+    """`file:line` with the file relative to the scripts root (its name: `*.yaml` are read from the root
+    only), never an absolute path."""
+    name = script.file if script.file.startswith("<") else PurePath(script.file).name  # "<PUT ...>" stays
+    return f"{name}:{script.line}" if script.line else name
+
+
+async def _bounded_body(request: Request, limit: int) -> bytes | None:
+    """The body, or None as soon as it is known to exceed `limit` (by Content-Length or while reading)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    chunks: list[bytes] = []
+    size = 0
     try:
-        return await request.json()
-    except ValueError as exc:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                return None
+            chunks.append(chunk)
+    except ClientDisconnect:
+        pass
+    return b"".join(chunks)
+
+
+def _too_large(what: str, limit: int) -> Response:
+    return json_response({"detail": f"Request body too large: {what} are limited to {limit} bytes."}, status=413)
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
         raise ParseError(f"JSON parse error - {exc}") from None

@@ -1,19 +1,99 @@
-"""A bounded journal of the requests the mock received, newest last."""
+"""A bounded journal of the requests the mock received, newest last.
+
+Each entry keeps what a frontend test wants to assert about a call: the request's headers
+and body, the response's headers and body (a stream as its records, one parsed record per
+line), with secrets redacted and bodies bounded. Streams are recorded line by line as they
+pass: nothing is held back from the client to journal it.
+"""
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from collections import deque
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
+from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from mockserver.util import format_datetime
+from mockserver.util import REQUEST_WARNINGS, format_datetime
 
 CONTROL_PREFIX = "/__mock__/"
+NDJSON = "application/x-ndjson"
+BODY_LIMIT = 16 * 1024  # bytes of each body (or of a stream's records) kept per entry
+HEADER_VALUE_LIMIT = 1024  # characters of each header value kept
+REDACTED = "REDACTED"
+# Headers whose values are credentials; for Authorization-like ones the scheme is kept.
+SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-auth-token", "x-api-key", "x-csrftoken"}
+)
+SCHEME_HEADERS = frozenset({"authorization", "proxy-authorization"})
+SECRET_QUERY_KEYS = frozenset({"x-auth-token"})
+SECRET_BODY_FIELDS = frozenset({"password", "token"})  # login bodies and their answers
+
+
+@dataclass
+class BodyCapture:
+    """The first BODY_LIMIT bytes of a body as text, its full size, and whether it was cut."""
+
+    body_bytes: int = 0
+    body_truncated: bool = False
+    _kept: bytearray = field(default_factory=bytearray, repr=False)
+
+    def add(self, chunk: bytes) -> None:
+        self.body_bytes += len(chunk)
+        room = BODY_LIMIT - len(self._kept)
+        if len(chunk) > room:
+            self.body_truncated = True
+        self._kept += chunk[: max(room, 0)]
+
+    @property
+    def text(self) -> str | None:
+        """UTF-8 (undecodable bytes replaced); None for an empty body."""
+        return self._kept.decode("utf-8", errors="replace") if self._kept else None
+
+
+@dataclass
+class RecordCapture:
+    """A stream's lines parsed as they pass (a line that is not JSON is kept as its text)."""
+
+    records: list[Any] = field(default_factory=list)
+    body_bytes: int = 0
+    body_truncated: bool = False
+    _kept_bytes: int = 0
+    _pending: bytes = b""
+
+    def add(self, chunk: bytes) -> None:
+        self.body_bytes += len(chunk)
+        if self.body_truncated:
+            return
+        *lines, self._pending = (self._pending + chunk).split(b"\n")
+        for line in lines:
+            self._keep(line)
+        if len(self._pending) > BODY_LIMIT:  # one line larger than the whole budget
+            self.body_truncated = True
+            self._pending = b""
+
+    def finish(self) -> None:
+        """An unterminated last line (a dropped connection) is kept as it arrived."""
+        if self._pending and not self.body_truncated:
+            self._keep(self._pending)
+        self._pending = b""
+
+    def _keep(self, line: bytes) -> None:
+        self._kept_bytes += len(line) + 1
+        if self._kept_bytes > BODY_LIMIT:
+            self.body_truncated = True
+            return
+        try:
+            self.records.append(json.loads(line))
+        except ValueError:
+            self.records.append(line.decode("utf-8", errors="replace"))
 
 
 @dataclass
@@ -26,6 +106,53 @@ class JournalEntry:
     status: int | None = None
     user: str | None = None
     duration_ms: float | None = None
+    request_headers: dict[str, str] = field(default_factory=dict)
+    request_body: BodyCapture = field(default_factory=BodyCapture)
+    response_headers: dict[str, str] = field(default_factory=dict)
+    response_body: BodyCapture | RecordCapture | None = None
+    warnings: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The entry as `spec/mock-control.yaml` describes it (secrets redacted)."""
+        response: dict[str, Any] = {"headers": self.response_headers, "body": None, "records": None}
+        body = self.response_body or BodyCapture()
+        if isinstance(body, RecordCapture):
+            response["records"] = list(body.records)
+        else:
+            response["body"] = _redact_body(body.text, self.response_headers)
+        response.update(body_bytes=body.body_bytes, body_truncated=body.body_truncated)
+        return {
+            **{k: getattr(self, k) for k in ("seq", "time", "method", "path", "query", "status", "user")},
+            "duration_ms": self.duration_ms,
+            "request": {
+                "headers": self.request_headers,
+                "body": _redact_body(self.request_body.text, self.request_headers),
+                "body_bytes": self.request_body.body_bytes,
+                "body_truncated": self.request_body.body_truncated,
+            },
+            "response": response,
+            "warnings": list(self.warnings),
+        }
+
+
+@dataclass(frozen=True)
+class JournalFilter:
+    """`method` (any case), `path` (exact, or a prefix when it ends in `*`), `user` (username)."""
+
+    method: str | None = None
+    path: str | None = None
+    user: str | None = None
+
+    def accepts(self, entry: JournalEntry) -> bool:
+        if self.method and entry.method != self.method.upper():
+            return False
+        if self.user and entry.user != self.user:
+            return False
+        if self.path is None:
+            return True
+        if self.path.endswith("*"):
+            return entry.path.startswith(self.path[:-1])
+        return entry.path == self.path
 
 
 class RequestJournal:
@@ -43,16 +170,23 @@ class RequestJournal:
                 time=format_datetime(datetime.now(UTC)),
                 method=scope["method"],
                 path=scope["path"],
-                query=scope.get("query_string", b"").decode("latin-1"),
+                query=redact_query(scope.get("query_string", b"").decode("latin-1")),
+                request_headers=redact_headers(scope.get("headers", [])),
             )
             self._entries.append(entry)
             return entry
 
-    def entries(self, limit: int | None = None) -> list[dict[str, Any]]:
-        """The newest `limit` entries (all by default), oldest first."""
+    def entries(self, limit: int | None = None, where: JournalFilter | None = None) -> list[dict[str, Any]]:
+        """The newest `limit` entries (all by default) that pass `where`, oldest first."""
+        return [e.as_json() for e in self.matching(limit, where)]
+
+    def matching(self, limit: int | None = None, where: JournalFilter | None = None) -> list[JournalEntry]:
         with self._lock:
-            items = list(self._entries)
-        return [asdict(e) for e in (items[-limit:] if limit else items)]
+            items = [e for e in self._entries if where is None or where.accepts(e)]
+        return items[-limit:] if limit else items
+
+    def count(self, where: JournalFilter | None = None) -> int:
+        return len(self.matching(None, where))
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -64,8 +198,69 @@ class RequestJournal:
             self._seq = 0
 
 
+# A credential inside a URL that the mock echoes (the `Link` header, a redirect's `Location`).
+_SECRET_IN_URL = re.compile(r"((?:^|[?&;])(?:" + "|".join(map(re.escape, SECRET_QUERY_KEYS)) + r")=)[^&\s>;,\"]*", re.I)
+
+
+def redact_urls(text: str) -> str:
+    return _SECRET_IN_URL.sub(rf"\1{REDACTED}", text) if "token=" in text.lower() else text
+
+
+def redact_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
+    """Lower-case names; repeated headers joined with `, `; credentials replaced; long values cut."""
+    headers: dict[str, str] = {}
+    for name_bytes, value_bytes in raw:
+        name = name_bytes.decode("latin-1").lower()
+        value = redact_urls(_redact_header(name, value_bytes.decode("latin-1")))
+        if len(value) > HEADER_VALUE_LIMIT:
+            value = value[:HEADER_VALUE_LIMIT] + "...(truncated)"
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    return headers
+
+
+def _redact_header(name: str, value: str) -> str:
+    if name not in SECRET_HEADERS:
+        return value
+    scheme, _, credentials = value.strip().partition(" ")
+    return f"{scheme} {REDACTED}" if name in SCHEME_HEADERS and credentials else REDACTED
+
+
+def redact_query(query: str) -> str:
+    """The raw query string with the values of credential parameters replaced.
+
+    The raw text is kept where it can be; a key spelled with percent escapes makes it re-encoded.
+    """
+    query = redact_urls(query)
+    pairs = parse_qsl(query, keep_blank_values=True)
+    if all(v == REDACTED for k, v in pairs if k.lower() in SECRET_QUERY_KEYS):
+        return query
+    return urlencode([(k, REDACTED if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs])
+
+
+_SECRET_FORM_FIELD = re.compile(r"(^|&)(" + "|".join(SECRET_BODY_FIELDS) + r")=[^&]*")
+
+
+def _redact_body(body: str | None, headers: dict[str, str]) -> str | None:
+    """Passwords and tokens of JSON objects and forms (a login and its answer) are redacted."""
+    if body is None:
+        return None
+    body = redact_urls(body)
+    media = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media == "application/x-www-form-urlencoded":
+        return _SECRET_FORM_FIELD.sub(rf"\1\2={REDACTED}", body)
+    if not any(f'"{name}"' in body for name in SECRET_BODY_FIELDS):
+        return body
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return body
+    if not isinstance(data, dict) or not SECRET_BODY_FIELDS & data.keys():
+        return body
+    return json.dumps({k: REDACTED if k in SECRET_BODY_FIELDS else v for k, v in data.items()})
+
+
 class JournalMiddleware:
-    """Records every non-control request: status when the response starts, duration when it ends."""
+    """Records every non-control request: headers and body as they arrive, the response as it leaves."""
 
     def __init__(self, app: ASGIApp, journal: RequestJournal):
         self.app = app
@@ -76,15 +271,30 @@ class JournalMiddleware:
             await self.app(scope, receive, send)
             return
         entry = self.journal.open(scope)
+        # Any layer may add a warning for this request (e.g. no reply script matched).
+        scope.setdefault("state", {})[REQUEST_WARNINGS] = entry.warnings
         started = time.perf_counter()
+
+        async def recording_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                entry.request_body.add(message.get("body", b""))
+            return message
 
         async def recording_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 entry.status = message["status"]
                 entry.user = scope.get("state", {}).get("username")
+                entry.response_headers = redact_headers(message.get("headers", []))
+                streaming = Headers(raw=message.get("headers", [])).get("content-type", "").startswith(NDJSON)
+                entry.response_body = RecordCapture() if streaming else BodyCapture()
+            elif message["type"] == "http.response.body" and entry.response_body is not None:
+                entry.response_body.add(message.get("body", b""))
             await send(message)
 
         try:
-            await self.app(scope, receive, recording_send)
+            await self.app(scope, recording_receive, recording_send)
         finally:  # also for streams cut short by a drop fault or a client that went away
+            if isinstance(entry.response_body, RecordCapture):
+                entry.response_body.finish()
             entry.duration_ms = round((time.perf_counter() - started) * 1000, 3)

@@ -9,7 +9,7 @@ once (in a `finally`, so a dropped client still persists).
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
 from mockserver.engine.faults import NO_FAULTS, Faults
@@ -31,6 +31,9 @@ class ReplyRequest:
     scenario: str | None = None  # X-Mock-Scenario
     faults: Faults = NO_FAULTS
     speed: float = 1.0  # playback speed of scripted delays; 0 = instant
+    # Told about anything worth a warning on this request (e.g. no script matched); the HTTP
+    # layer shows it in the request's journal entry.
+    warn: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ turn them into records with `StreamParser`, and apply the wire faults on the way
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
@@ -31,6 +32,7 @@ CONTEXT_AWARE_REFUSAL = Script(
 )
 
 RecordCheck = Callable[[Record], list[str]]  # record -> schema problems (empty when valid)
+log = logging.getLogger("mockserver.engine")
 
 
 @dataclass
@@ -96,6 +98,8 @@ class ScriptedEngine:
         # A scenario that vanished (scripts replaced after the request was checked) falls back
         # to matching: by now the user message is stored and the turn must be completed.
         script = self._script_for(request)
+        if script is None and not request.blocked:
+            _warn_no_match(request)
         # Precedence: the script's own faults, then global config and the request header.
         faults = (script.faults if script else Faults()).merged(request.faults)
         pacer = Pacer(request.speed)
@@ -185,6 +189,17 @@ class ScriptedEngine:
         modes = sorted(script.match.modes) if script.match and script.match.modes else ["message"]
         request = ReplyRequest(input="sample input", kind=modes[0], username="", speed=0)  # type: ignore[arg-type]
         return _drain_instantly(self._upstream(script, Faults(), _Turn(request), Pacer(0)))
+
+
+def _warn_no_match(request: ReplyRequest) -> None:
+    """A script set without a catch-all left this request unanswered: say so, it looks like a bug."""
+    message = (
+        f"no reply script matches this request (mode {request.kind}, turn {request.turn}, "
+        f"input {_short(request.input)}): the reply has no content"
+    )
+    log.warning(message)
+    if request.warn is not None:
+        request.warn(message)
 
 
 def _drain_instantly(records: AsyncIterator[Record]) -> list[Record]:

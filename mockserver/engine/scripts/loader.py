@@ -25,6 +25,11 @@ CHUNKINGS = {"word", "token", "none"}
 SCRIPT_KEYS = {"name", "description", "match", "reply", "records", "faults"}
 REPLY_KEYS = {"text", "chunks", "chunking", "timing"}
 TIMING_KEYS = {"first_chunk_ms", "inter_chunk_ms", "tokens_per_second", "jitter_ms", "seed"}
+# Bounds of one script text, checked before anything is built: aliases let a few hundred bytes
+# stand for millions of nodes ("billion laughs"), so the count is of nodes with aliases expanded.
+MAX_SCRIPT_BYTES = 1024 * 1024
+MAX_EXPANDED_NODES = 200_000
+MAX_DEPTH = 50  # nesting levels; a script needs fewer than ten, and building deeper ones recurses
 
 
 class ScriptError(ConfigurationError):
@@ -221,12 +226,65 @@ def _plain(value: Any) -> Any:
 
 
 def load_scripts_text(text: str, source: str = "<scripts>") -> list[Script]:
+    """Parse and check one script file; oversized or alias-bomb documents are refused before being built."""
+    size = len(text.encode("utf-8", errors="surrogatepass"))
+    if size > MAX_SCRIPT_BYTES:
+        raise ScriptError(source, None, f"script text is {size} bytes; at most {MAX_SCRIPT_BYTES} are accepted")
+    loader = _LineLoader(text)
     try:
-        document = yaml.load(text, Loader=_LineLoader)
+        node = loader.get_single_node()
+        if node is not None:
+            _check_expanded_size(node, source)
+        document = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise ScriptError(source, mark.line + 1 if mark else None, f"invalid YAML: {exc}") from None
+    finally:
+        loader.dispose()
     return _Reader(source).document(document)
+
+
+def _check_expanded_size(root: yaml.Node, source: str) -> None:
+    """Refuse a node graph that expands to more than MAX_EXPANDED_NODES nodes, nests deeper than
+    MAX_DEPTH, or refers to itself.
+
+    Iterative post-order walk with one size and height per distinct node: linear in the
+    document's own size however far its aliases would expand.
+    """
+    sizes: dict[int, int] = {}
+    heights: dict[int, int] = {}
+    on_path: set[int] = set()  # nodes whose subtree is being counted: meeting one again is a cycle
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        children = _children(node)
+        if children_done:
+            sizes[key] = 1 + sum(sizes[id(child)] for child in children)
+            heights[key] = 1 + max((heights[id(child)] for child in children), default=0)
+            on_path.discard(key)
+            line = node.start_mark.line + 1
+            if sizes[key] > MAX_EXPANDED_NODES:
+                reason = f"the document expands to more than {MAX_EXPANDED_NODES} nodes (aliases counted as expanded)"
+                raise ScriptError(source, line, reason)
+            if heights[key] > MAX_DEPTH:
+                raise ScriptError(source, line, f"the document nests deeper than {MAX_DEPTH} levels")
+            continue
+        if key in sizes:
+            continue
+        if key in on_path:
+            raise ScriptError(source, node.start_mark.line + 1, "a recursive alias (a node that contains itself)")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in children if id(child) not in sizes)
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    return []
 
 
 def load_script_dir(path: Path = DEFAULT_SCRIPT_DIR) -> list[Script]:
@@ -243,6 +301,19 @@ def load_script_dir(path: Path = DEFAULT_SCRIPT_DIR) -> list[Script]:
         scripts.extend(load_scripts_text(text, str(file)))
     check_unique(scripts)
     return scripts
+
+
+def require_catch_all(scripts: list[Script], source: str) -> None:
+    """Without a catch-all a request that no matcher fits gets an empty reply: refused unless asked for."""
+    if any(s.match is not None and s.match.is_catch_all for s in scripts):
+        return
+    raise ScriptError(
+        source,
+        None,
+        "no catch-all script (one with `match: {}`), so a request that no script matches would get an "
+        "empty reply; add one last, or allow this explicitly (serve --allow-no-catch-all, "
+        "PUT /__mock__/scripts?allow_no_catch_all=true)",
+    )
 
 
 def check_unique(scripts: list[Script]) -> None:

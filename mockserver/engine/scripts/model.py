@@ -45,6 +45,11 @@ class Match:
             return False
         return not self.modes or request.kind in self.modes
 
+    @property
+    def is_catch_all(self) -> bool:
+        """No conditions (`match: {}`): matches every request."""
+        return not self.inputs and self.turn_min is None and self.turn_max is None and not self.modes
+
 
 @dataclass(frozen=True)
 class Chunk:
