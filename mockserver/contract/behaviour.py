@@ -65,13 +65,25 @@ class ThreadModel:
 
 @dataclass
 class Budget:
-    """Caps the streams a run may make: a real deployment pays an LLM call for each."""
+    """Caps the streams a part may make: a real deployment pays an LLM call for each.
+
+    Each part gets its own share of `--max-streams` (see `runner.plan_budget`); `created`
+    is shared, so the threads of every part are found and archived at the end."""
 
     streams_left: int
     created: dict[str, set[str]] = field(default_factory=lambda: {"user": set(), "other": set()})
+    left_out: int = 0  # stream cases that were not sent because the share was spent
+
+    def __post_init__(self) -> None:
+        self.granted = self.streams_left
+
+    @property
+    def used(self) -> int:
+        return self.granted - self.streams_left
 
     def take(self) -> bool:
         if self.streams_left <= 0:
+            self.left_out += 1
             return False
         self.streams_left -= 1
         return True

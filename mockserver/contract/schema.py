@@ -17,13 +17,14 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import schemathesis
 from schemathesis.core.failures import AcceptedNegativeData
 from schemathesis.engine import Status, events, from_schema
+from schemathesis.openapi.checks import RejectedPositiveData
 
 from mockserver.contract.behaviour import MARK, Budget
 from mockserver.contract.findings import CheckResult, Step
@@ -120,6 +121,7 @@ class _RunState:
     budget: Budget | None = None
     stream_deadline: float = 60.0
     spec: SpecIndex | None = None
+    left_out: set[str] = field(default_factory=set)  # ids of stream cases sent without `input`
 
 
 _STATE = _RunState()
@@ -161,16 +163,33 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
 
 
 def _shape_stream_body(case: Any, spec: SpecIndex) -> None:
-    """Mark the input; and once the stream budget is spent, turn a body that would stream into
-    one the server must refuse (no `input`), so no LLM call is made. Schemathesis revalidates
-    a case edited here, so its checks judge the request that is really sent."""
+    """Mark the input; and once the part's stream budget is spent, send instead a body the
+    server must refuse (no `input`), so no LLM call is made, and count the case as left out.
+
+    The body is replaced, never edited in place: the body of an examples-phase case is the
+    spec's example object itself, so an in-place edit changed the example for every later
+    case (the coverage phase then sent `{}` as a positive case: a false "Schema-valid
+    request rejected"). And schemathesis re-judges an edited case only for the components
+    it generated: a left-out spec example is still judged as positive, so that judgement
+    is dropped for left-out cases (`_judged_on_what_was_sent`); every other check applies.
+    A hook cannot skip a call: schemathesis turns any exception raised here into an error."""
     body = case.body
     if not isinstance(body, dict):
         return
+    shaped = dict(body)
     if isinstance(body.get("input"), str):
-        body["input"] = f"{MARK} {body['input'].strip()}"[:50000]
+        shaped["input"] = f"{MARK} {body['input'].strip()}"[:50000]
+    case.body = shaped
     if _STATE.budget is not None and _body_accepted(case, spec) and not _STATE.budget.take():
-        body.pop("input", None)
+        case.body = {k: v for k, v in shaped.items() if k != "input"}
+        _STATE.left_out.add(case.id)
+
+
+def _judged_on_what_was_sent(failure: Any, case: Any, spec: SpecIndex) -> bool:
+    """False for a failure that judges a case as other than the request really sent."""
+    if isinstance(failure, RejectedPositiveData) and case.id in _STATE.left_out:
+        return False
+    return not (isinstance(failure, AcceptedNegativeData) and _only_lenient_mutated(case, spec))
 
 
 def _load(spec_path: Path, config: dict[str, Any], app: Any, base_url: str | None) -> Any:
@@ -185,7 +204,7 @@ def _load(spec_path: Path, config: dict[str, Any], app: Any, base_url: str | Non
 
     @schema.hook
     def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
-        return not (isinstance(failure, AcceptedNegativeData) and _only_lenient_mutated(case, spec))
+        return _judged_on_what_was_sent(failure, case, spec)
 
     return schema
 
@@ -205,12 +224,12 @@ def run_config(token: str, *, seed: int | None, max_examples: int, request_timeo
 @contextmanager
 def _run_state(budget: Budget | None, stream_deadline: float, spec: SpecIndex) -> Iterator[None]:
     with _STATE_LOCK:
-        previous = (_STATE.budget, _STATE.stream_deadline, _STATE.spec)
-        _STATE.budget, _STATE.stream_deadline, _STATE.spec = budget, stream_deadline, spec
+        previous = (_STATE.budget, _STATE.stream_deadline, _STATE.spec, _STATE.left_out)
+        _STATE.budget, _STATE.stream_deadline, _STATE.spec, _STATE.left_out = budget, stream_deadline, spec, set()
         try:
             yield
         finally:
-            _STATE.budget, _STATE.stream_deadline, _STATE.spec = previous
+            _STATE.budget, _STATE.stream_deadline, _STATE.spec, _STATE.left_out = previous
 
 
 def run_schema_checks(
