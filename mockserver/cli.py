@@ -13,6 +13,14 @@ from mockserver.errors import ConfigurationError
 PARTS = ("schema", "stream", "behaviour", "configuration")  # mirrors contract.runner.PARTS, kept import-light
 
 EXIT_USAGE = 2
+VERIFY_EXIT_CODES = """exit codes:
+  0  every check that applies to the target ran and passed (checks that cannot apply,
+     e.g. configuration without /__mock__/config or staff checks without --staff-token,
+     are listed as SKIP [not applicable] and do not count)
+  1  a contract violation
+  2  bad usage, the same token for two roles, or a target that cannot be checked
+  3  no violation, but checks that apply were skipped (SKIP [budget] or [not checked]);
+     --allow-skips turns this into 0"""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -53,7 +61,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=1.0,
         help="playback speed of scripted replies (2 = twice as fast, 0 = no delays)",
     )
-    verify = commands.add_parser("verify", help="check an implementation of the chat API against the contract")
+    verify = commands.add_parser(
+        "verify",
+        help="check an implementation of the chat API against the contract",
+        description="Check an implementation of Waldur's chat API against the contract.",
+        epilog=VERIFY_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     verify.add_argument("--base-url", required=True, help="the target, e.g. https://waldur.example.com")
     verify.add_argument("--token", required=True, help="API token of a regular user")
     verify.add_argument("--other-token", required=True, help="API token of another regular user")
@@ -69,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--report", type=Path, help="write a JUnit XML report here")
     verify.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
     verify.add_argument("--stream-timeout", type=float, default=60.0, help="seconds a stream may take at most")
+    verify.add_argument("--report-json", type=Path, help="write a JSON report here (shape: see the README)")
+    verify.add_argument(
+        "--allow-skips",
+        action="store_true",
+        help="exit 0 instead of 3 when no check failed but some that apply were skipped (e.g. for budget)",
+    )
     return parser
 
 
@@ -136,9 +156,10 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def verify(args: argparse.Namespace) -> int:
-    """Exit 0 when the contract holds, 1 on any violation, 2 on bad usage or an unreachable target."""
-    from mockserver.contract.report import summary, write_junit
-    from mockserver.contract.runner import TargetUnreachable, VerifyOptions
+    """Exit codes: see VERIFY_EXIT_CODES."""
+    from mockserver.contract.progress import PlainProgress, RichProgress
+    from mockserver.contract.report import summary, write_json, write_junit
+    from mockserver.contract.runner import TargetUnreachable, UsageError, VerifyOptions
     from mockserver.contract.runner import verify as run_verify
 
     options = VerifyOptions(
@@ -153,14 +174,21 @@ def verify(args: argparse.Namespace) -> int:
         stream_timeout=args.stream_timeout,
     )
     try:
-        report = run_verify(options, progress=lambda line: print(f"... {line}", file=sys.stderr, flush=True))
-    except TargetUnreachable as exc:
+        if sys.stderr.isatty():
+            with RichProgress(sys.stderr, options.max_streams) as live:
+                report = run_verify(options, progress=live)
+        else:
+            report = run_verify(options, progress=PlainProgress(sys.stderr, options.max_streams))
+    except (TargetUnreachable, UsageError) as exc:
         print(f"waldur-chat-mock: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(summary(report))
+    code = report.exit_code(allow_skips=args.allow_skips)
     if args.report:
         write_junit(report, args.report)
-    return 0 if report.ok else 1
+    if args.report_json:
+        write_json(report, args.report_json, code)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -95,20 +97,28 @@ class ChatMachine(RuleBasedStateMachine):
     target: Target
     checker: StreamChecker
     budget: Budget
+    log_sink: list[Step]  # the current example's requests, also for errors that are no violation
+    on_example: Callable[[], None]
     threads = Bundle("threads")
 
     def __init__(self) -> None:
         super().__init__()
         self.model: dict[str, ThreadModel] = {}
-        self.log: list[Step] = []
+        self.log = self.log_sink
+        self.log.clear()
         self.session: dict[str, str] = {}
+        type(self).on_example()
 
     # -- plumbing ----------------------------------------------------------------
     def token(self, who: str) -> str:
         return self.target.tokens.user if who == "user" else self.target.tokens.other
 
     def call(self, method: str, path: str, who: str, **kwargs: Any) -> Any:
-        response = self.target.request(method, path, token=self.token(who), **kwargs)
+        try:
+            response = self.target.request(method, path, token=self.token(who), **kwargs)
+        except httpx.TransportError as exc:
+            self.log.append(Step(method, path, None, kwargs.get("json"), f"{type(exc).__name__}: {exc}"))
+            raise self.fail("behaviour.connection", f"the connection broke: {type(exc).__name__}: {exc}") from None
         self.log.append(self.target.step(response, kwargs.get("json")))
         return response
 
@@ -124,8 +134,10 @@ class ChatMachine(RuleBasedStateMachine):
 
     def stream(self, who: str, body: dict[str, Any], expect: StreamExpectation) -> list[dict[str, Any]]:
         capture = self.target.stream(body, token=self.token(who))
-        step = Step("POST", "/api/chat/stream/", capture.status, body)
+        step = self.target.broken(capture, body) or Step("POST", "/api/chat/stream/", capture.status, body)
         self.log.append(step)
+        if capture.error:
+            raise self.fail("stream.connection", f"the connection broke mid-stream: {capture.error}")
         if capture.status != 200:
             step.excerpt = capture.body[:200].decode("utf-8", "replace")
             raise self.fail("behaviour.stream_status", f"expected 200, got {capture.status}")
@@ -150,14 +162,18 @@ class ChatMachine(RuleBasedStateMachine):
             raise self.fail(check, f"expected {status} {expected_body}, got {capture.status} {answer}")
 
     # -- set-up ------------------------------------------------------------------
-    @initialize()
-    def snapshot(self) -> None:
-        """Threads that already exist are part of the model, with unknown rows."""
+    @initialize(target=threads)
+    def snapshot(self) -> Any:
+        """Threads that already exist are part of the model, with unknown rows. Those the suite
+        created (earlier parts and examples) are also drawn from by the rules, so that the
+        checks that need no stream (visibility, archive) run even once the budget is spent."""
         for who in ("user", "other"):
             for thread in self.all_pages("/api/chat-threads/", who, {"page_size": 300}):
                 self.model[thread["uuid"]] = ThreadModel(
                     thread["uuid"], who, known=False, archived=thread["is_archived"]
                 )
+        created = self.budget.created["user"] | self.budget.created["other"]
+        return multiple(*sorted(uuid for uuid in created if uuid in self.model))
 
     def all_pages(self, path: str, who: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -427,15 +443,27 @@ def run_behaviour(
     max_examples: int = 25,
     steps: int = 12,
     seed: int | None = None,
+    on_example: Callable[[], None] = lambda: None,
+    log: list[Step] | None = None,
 ) -> None:
     """Run the state machine; raises the shrunk ContractViolation on failure.
+
+    `on_example` is called as each example starts; `log` receives the requests of the
+    current example (the steps of an error that is not a ContractViolation).
 
     Without a seed the run is derandomized (the same examples every time, as CI wants);
     with one, hypothesis draws from that seed.
     """
     import hypothesis.core
 
-    machine = type("TargetChatMachine", (ChatMachine,), {"target": target, "checker": checker, "budget": budget})
+    attributes = {
+        "target": target,
+        "checker": checker,
+        "budget": budget,
+        "log_sink": [] if log is None else log,
+        "on_example": staticmethod(on_example),
+    }
+    machine = type("TargetChatMachine", (ChatMachine,), attributes)
     config = settings(
         max_examples=max_examples,
         stateful_step_count=steps,

@@ -37,13 +37,14 @@ class Step:
 @dataclass
 class CheckResult:
     part: str  # schema | stream | behaviour | configuration
-    check: str  # a stable name, e.g. "stream.final_m_last"
+    check: str  # a stable name, the same whether it passes or fails, e.g. "stream.new_thread"
     verdict: Verdict
     message: str = ""
     steps: list[Step] = field(default_factory=list)
     skip: SkipKind | None = None  # set when verdict is "skipped"
     duration: float = 0.0  # seconds the check took
     figures: dict[str, Any] = field(default_factory=dict)  # measurements, e.g. stream timing
+    rule: str = ""  # for a failure, the rule that was broken, e.g. "stream.grammar.final_m_last"
 
     def __post_init__(self) -> None:
         if self.verdict == "skipped" and self.skip is None:
@@ -52,6 +53,11 @@ class CheckResult:
     @property
     def failed(self) -> bool:
         return self.verdict == "failed"
+
+    @property
+    def diagnosis(self) -> str:
+        """The broken rule of a failure, else the check's name."""
+        return self.rule or self.check
 
     @property
     def incomplete(self) -> bool:

@@ -15,7 +15,7 @@ import copy
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,21 +242,61 @@ def run_schema_checks(
     seed: int | None = None,
     max_examples: int = 20,
     request_timeout: float = 30.0,
+    tick: Callable[[], None] = lambda: None,
 ) -> list[CheckResult]:
-    """Run every phase with every check; one CheckResult per distinct failure, or one pass."""
+    """Run every phase with every check: one result per schemathesis check that ran (its name
+    stays the same whether it passes or fails), one for engine errors, and one that says how
+    many stream cases the budget left out. `tick` is called after each scenario."""
     config = run_config(token, seed=seed, max_examples=max_examples, request_timeout=request_timeout)
-    results: list[CheckResult] = []
+    failures: dict[str, list[CheckResult]] = {}
+    ran: set[str] = set()
+    errors: list[CheckResult] = []
     seen: set[tuple[str, str, str]] = set()
+    began = time.monotonic()
     with _run_state(budget, request_timeout, SpecIndex.from_file(spec_path)):
         schema = _load(spec_path, config, app, base_url)
         for event in from_schema(schema).execute():
             if isinstance(event, events.ScenarioFinished):
-                results.extend(_failures(event, seen))
+                ran |= {node.name for nodes in event.recorder.checks.values() for node in nodes}
+                for failure in _failures(event, seen):
+                    failures.setdefault(failure.check, []).append(failure)
+                tick()
             elif isinstance(event, events.FatalError | events.NonFatalError):
-                results.append(_error(event))
-    if not any(r.failed for r in results):
-        results.append(CheckResult("schema", "schema.all_checks", "passed", "no failure in any phase"))
+                errors.append(_error(event))
+        left_out = len(_STATE.left_out)
+    seconds = time.monotonic() - began
+    results = [_per_check(f"schema.{name}", failures.get(f"schema.{name}", [])) for name in sorted(ran)]
+    results.append(_per_check("schema.errors", errors, "no error in the engine or the transport"))
+    results.append(_stream_cases(budget, left_out))
+    for result in results:
+        result.duration = seconds / len(results)
     return results
+
+
+def _per_check(name: str, failures: list[CheckResult], note: str = "no failure in any phase") -> CheckResult:
+    """One stable result per check: its first failure with steps, the others named in the message."""
+    if not failures:
+        return CheckResult("schema", name, "passed", note)
+    first, others = failures[0], failures[1:]
+    message = first.message
+    if others:
+        message += f"; {len(others)} more: " + "; ".join(f.message for f in others[:5])
+    return CheckResult("schema", name, "failed", message, first.steps, rule=first.rule)
+
+
+def _stream_cases(budget: Budget | None, left_out: int) -> CheckResult:
+    """Say what the schema part's share of the stream budget left unchecked."""
+    name = "schema.stream_cases"
+    if budget is None:
+        return CheckResult("schema", name, "passed", "no stream budget set")
+    figures = {"streams": budget.used, "left_out": left_out}
+    if budget.used == 0 and left_out:
+        reason = f"no stream budget left for this part: {left_out} positive stream cases sent without `input`"
+        return CheckResult("schema", name, "skipped", reason, skip="budget", figures=figures)
+    note = f"{budget.used} positive stream cases streamed"
+    if left_out:
+        note += f"; {left_out} left out for budget (sent without `input`, judged as such)"
+    return CheckResult("schema", name, "passed", note, figures=figures)
 
 
 def _failures(event: Any, seen: set[tuple[str, str, str]]) -> Iterator[CheckResult]:
@@ -285,6 +325,7 @@ def _failures(event: Any, seen: set[tuple[str, str, str]]) -> Iterator[CheckResu
                 "failed",
                 f"{case.operation.label} ({event.phase.value} phase): {failure.title}",
                 steps,
+                rule=f"schema.{node.name}",
             )
 
 
@@ -302,7 +343,11 @@ def _query(query: dict[str, Any]) -> str:
 
 
 def _error(event: Any) -> CheckResult:
+    """An engine or transport error (e.g. a connection dropped mid-stream), with the request."""
     label = getattr(event, "label", None) or "schemathesis"
     info = getattr(event, "info", None)
     message = str(getattr(info, "message", None) or getattr(event, "exception", "") or event)
-    return CheckResult("schema", "schema.errors", "failed", f"{label}: {message[:500]}")
+    method, _, path = label.partition(" ")
+    sample = str(getattr(info, "code_sample", None) or "")
+    step = Step(method, path, None, None, sample or message[:300]) if path.startswith("/") else None
+    return CheckResult("schema", "schema.errors", "failed", f"{label}: {message[:500]}", [step] if step else [])
