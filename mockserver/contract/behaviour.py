@@ -83,6 +83,11 @@ class Budget:
     def used(self) -> int:
         return self.granted - self.streams_left
 
+    def grant(self, streams: int) -> None:
+        """Add (or with a negative number, withdraw) unused streams."""
+        self.granted += streams
+        self.streams_left += streams
+
     def take(self) -> bool:
         if self.streams_left <= 0:
             self.left_out += 1

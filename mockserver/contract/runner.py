@@ -130,8 +130,9 @@ def plan_budget(max_streams: int, parts: tuple[str, ...]) -> dict[str, int]:
     """Share `--max-streams` between the parts that stream.
 
     The stream part's and the behaviour part's streams are reserved first (their checks
-    cannot run without them); the schema part takes what is left. A part that does not
-    run reserves nothing; without the schema part the behaviour part takes the rest."""
+    cannot run without them); the schema part takes what is left, and what it does not
+    use goes on to the behaviour part. A part that does not run reserves nothing; without
+    the schema part the behaviour part takes the rest."""
     left = max_streams
     plan = {part: 0 for part in PARTS}
     if "stream" in parts:
@@ -211,6 +212,9 @@ def _run_parts(
         results = runs[part]()
         sink.part_finished(part, results, time.monotonic() - began)
         report.results += results
+        if part == "schema" and "behaviour" in options.only:
+            budgets["behaviour"].grant(budgets["schema"].streams_left)  # what the schema part did not need
+            budgets["schema"].grant(-budgets["schema"].streams_left)
 
 
 def _schema(options: VerifyOptions, budget: Budget, tick: Callable[[], None]) -> list[CheckResult]:
