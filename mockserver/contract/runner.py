@@ -170,7 +170,7 @@ def verify(options: VerifyOptions, progress: Progress | None = None) -> Report:
     started = time.monotonic()
     target = Target(options.base_url, tokens, app=options.app, stream_timeout=options.stream_timeout)
     with target:
-        _preflight(target, spec, options.preflight_timeout)
+        _preflight(target, options.preflight_timeout)
         usage = _token_usage(target)
         try:
             _run_parts(options, target=target, checker=checker, budgets=budgets, report=report, sink=sink)
@@ -231,9 +231,11 @@ def _schema(options: VerifyOptions, budget: Budget, tick: Callable[[], None]) ->
     )
 
 
-def _preflight(target: Target, spec: SpecIndex, timeout: float) -> None:
-    """Each token must open a chat session of its own user; anything else is one line and exit 2."""
-    validator = spec.schema_validator("/components/schemas/ChatSession")
+def _preflight(target: Target, timeout: float) -> None:
+    """Each token must open a chat session of its own user; anything else is one line and exit 2.
+
+    Only what the suite cannot do without is required here (a JSON object with `uuid` and
+    `user_username`): anything else wrong with the session is a finding of the schema part."""
     owners: dict[str, str] = {}
     tokens = target.tokens
     named = [("--token", tokens.user), ("--other-token", tokens.other)]
@@ -255,8 +257,7 @@ def _preflight(target: Target, spec: SpecIndex, timeout: float) -> None:
         if session is None:
             kind = response.headers.get("content-type", "no content type")
             raise TargetUnreachable(f"{url} answered 200 with {kind}, not JSON: {_one_line(response.text)}")
-        error = next(iter(validator.iter_errors(session)), None)
-        problem = error.message[:150] if error is not None else _missing(session, ("uuid", "user_username"))
+        problem = _missing(session, ("uuid", "user_username"))
         if problem:
             raise TargetUnreachable(f"{url} does not answer a Waldur chat session for {flag}: {problem}")
         owners[flag] = session["user_username"]
@@ -266,6 +267,8 @@ def _preflight(target: Target, spec: SpecIndex, timeout: float) -> None:
 
 def _missing(session: Any, keys: tuple[str, ...]) -> str:
     """What a session the rest of the suite relies on lacks ("" when nothing)."""
+    if not isinstance(session, dict):
+        return f"not an object: {_one_line(str(session))}"
     absent = [key for key in keys if not isinstance(session.get(key), str)]
     return f"no {' and no '.join(absent)} in {_one_line(str(session))}" if absent else ""
 
