@@ -14,6 +14,10 @@ from mockserver.contract.runner import EXIT_INCOMPLETE, PARTS, Report
 
 MARKS = {"passed": "PASS", "failed": "FAIL", "skipped": "SKIP"}
 SKIP_LABELS = {"budget": "budget", "not_applicable": "not applicable", "not_checked": "not checked"}
+PROBE_NOTE = (
+    "schemathesis first probes the target with a NUL byte in a header, which no HTTP server can read "
+    "(uvicorn logs it as 'Invalid HTTP request received'); it then generates no such headers"
+)
 REPORT_FORMAT = 1  # version of the JSON report's shape (documented in the README)
 
 
@@ -49,6 +53,8 @@ def summary(report: Report) -> str:
             if result.failed and result.steps:
                 lines.append("       reproduce with:")
                 lines.extend(f"         {n}. {step.render()}" for n, step in enumerate(result.steps, 1))
+        if part == "schema":
+            lines.append(f"  note: {PROBE_NOTE}")
     lines.append(_budget_line(report))
     tally = counts(report)
     lines.append(
