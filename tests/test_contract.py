@@ -22,8 +22,15 @@ SEED = int(os.environ.get("CONTRACT_SEED", "1"))  # fixed by default: CI runs th
 
 def run_against(app: MockApp, **overrides: object) -> Report:
     options = VerifyOptions(
-        base_url="http://mock", token="alice-token", other_token="bob-token", staff_token="staff-token",
-        max_streams=200, max_examples=EXAMPLES, seed=SEED, app=app, stream_timeout=20,
+        base_url="http://mock",
+        token="alice-token",
+        other_token="bob-token",
+        staff_token="staff-token",
+        max_streams=200,
+        max_examples=EXAMPLES,
+        seed=SEED,
+        app=app,
+        stream_timeout=20,
     )
     for name, value in overrides.items():
         setattr(options, name, value)

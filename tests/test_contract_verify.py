@@ -230,7 +230,10 @@ def test_two_tokens_of_one_user_are_refused(app: MockApp) -> None:
     [
         (_answer_always("200 OK", "text/html", b"<!doctype html><p>Welcome</p>"), "with text/html, not JSON"),
         (_answer_always("200 OK", "application/json", b"{}"), "no uuid and no user_username"),
-        (_answer_always("200 OK", "application/json", b"[1, 2]"), "does not answer a Waldur chat session for --token: not an object"),
+        (
+            _answer_always("200 OK", "application/json", b"[1, 2]"),
+            "does not answer a Waldur chat session for --token: not an object",
+        ),
     ],
     ids=["html-everywhere", "empty-object-everywhere", "array-everywhere"],
 )
