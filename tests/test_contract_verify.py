@@ -164,6 +164,21 @@ def test_a_dropped_connection_mid_stream_is_a_failure_with_its_request(capsys: p
     assert report.exit_code() == 1
 
 
+@pytest.mark.slow
+def test_a_dropped_connection_in_the_schema_part_has_its_request(tmp_path: Path) -> None:
+    app = create_app(ServerOptions(validate_responses=False, speed=0))
+    spec = narrowed_spec(("/api/chat/stream/",), tmp_path)
+    with served(app) as url:
+        assert httpx.patch(f"{url}/__mock__/config", json={"faults": {"drop_after_records": 1}}).status_code == 200
+        options = VerifyOptions(
+            base_url=url, token="alice-token", other_token="bob-token", only=("schema",), spec=spec, max_examples=2
+        )
+        report = verify(options)
+    errors = next(r for r in report.results if r.check == "schema.errors")
+    assert errors.failed and errors.steps, summary(report)
+    assert errors.steps[0].path == "/api/chat/stream/" and "curl -X POST" in errors.steps[0].excerpt
+
+
 # -- the budget plan and the honest exit code -----------------------------------------
 def test_the_plan_reserves_the_stream_and_behaviour_parts_first() -> None:
     every = ("schema", "stream", "behaviour", "configuration")
@@ -309,3 +324,11 @@ def test_rich_progress_shows_part_cases_and_streams(app: MockApp) -> None:
         verify(options, progress=live)
         assert live.bar.tasks[0].completed == 7 and live.bar.tasks[0].fields["streams"] == STREAM_PART_STREAMS
     assert "stream: " in stream.getvalue() and "(streams 5/12)" in stream.getvalue()
+
+
+def test_verify_help_documents_the_exit_codes_and_skip_kinds(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    text = capsys.readouterr().out
+    for needed in ("exit codes:", "--allow-skips", "--report-json", "not applicable", "3  no violation"):
+        assert needed in text

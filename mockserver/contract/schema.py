@@ -348,6 +348,8 @@ def _error(event: Any) -> CheckResult:
     info = getattr(event, "info", None)
     message = str(getattr(info, "message", None) or getattr(event, "exception", "") or event)
     method, _, path = label.partition(" ")
-    sample = str(getattr(info, "code_sample", None) or "")
-    step = Step(method, path, None, None, sample or message[:300]) if path.startswith("/") else None
+    notes = " ".join(getattr(getattr(event, "value", None), "__notes__", ()))
+    sample = str(getattr(info, "code_sample", None) or notes.replace("Reproduce with:", "").strip())
+    step = Step(method, path, None, None, f"{message[:200]}; {sample}" if sample else message[:300])
+    step = step if path.startswith("/") else None
     return CheckResult("schema", "schema.errors", "failed", f"{label}: {message[:500]}", [step] if step else [])
