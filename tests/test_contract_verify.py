@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from xml.etree import ElementTree as ET
 
 import httpx
@@ -259,6 +260,33 @@ def test_a_broken_target_gets_one_line_and_exit_2(
         code, out, err = run_cli(["verify", "--base-url", url, *README_TOKENS], capsys)
     assert code == 2 and out == "", err
     assert err.count("\n") == 1 and expected in err and "Traceback" not in err
+
+
+async def _session_then_html(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    """A target that opens sessions and answers 200 HTML to everything else."""
+    if scope["path"] == "/api/chat-sessions/current/":
+        token = dict(scope["headers"]).get(b"authorization", b"").decode().split()[-1]
+        body = json.dumps({"uuid": "a" * 32, "user_username": token}).encode()
+        kind = b"application/json"
+    else:
+        body, kind = b"<!doctype html><p>Welcome</p>", b"text/html"
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", kind)]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def test_answers_that_are_not_json_are_failures_with_their_requests_not_a_crash() -> None:
+    options = VerifyOptions(
+        base_url="http://html",
+        token="alice-token",
+        other_token="bob-token",
+        only=("stream", "behaviour", "configuration"),
+        app=_session_then_html,
+    )
+    report = verify(options)
+    assert report.exit_code() == 1, summary(report)
+    assert {r.part for r in report.failed} == {"stream", "behaviour"}, summary(report)
+    assert all(r.steps for r in report.failed), summary(report)
+    assert {r.skip for r in report.results if r.part == "configuration"} == {"not_applicable"}
 
 
 def test_a_target_that_never_answers_is_told_quickly(capsys: pytest.CaptureFixture[str]) -> None:

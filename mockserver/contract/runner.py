@@ -209,12 +209,21 @@ def _run_parts(
             continue
         sink.part_started(part, budgets[part].granted)
         began = time.monotonic()
-        results = runs[part]()
+        results = _guarded(part, runs[part], target)
         sink.part_finished(part, results, time.monotonic() - began)
         report.results += results
         if part == "schema" and "behaviour" in options.only:
             budgets["behaviour"].grant(budgets["schema"].streams_left)  # what the schema part did not need
             budgets["schema"].grant(-budgets["schema"].streams_left)
+
+
+def _guarded(part: str, run: Callable[[], list[CheckResult]], target: Target) -> list[CheckResult]:
+    """A part that breaks on an answer it did not expect is a failure with the request, not a crash."""
+    try:
+        return run()
+    except Exception as error:
+        steps = [target.last] if target.last is not None else []
+        return [CheckResult(part, f"{part}.error", "failed", f"{type(error).__name__}: {error}"[:500], steps)]
 
 
 def _schema(options: VerifyOptions, budget: Budget, tick: Callable[[], None]) -> list[CheckResult]:
