@@ -58,7 +58,7 @@ def summary(report: Report) -> str:
     lines.append(_budget_line(report))
     tally = counts(report)
     lines.append(
-        f"{tally['passed']} passed, {tally['failed']} failed, {tally['skipped']} skipped (not checked), "
+        f"{tally['passed']} passed, {tally['failed']} failed, {tally['skipped']} skipped although they apply, "
         f"{tally['not_applicable']} not applicable to this target (threads of the suite archived: {report.archived})"
     )
     lines.append(_verdict(report))
