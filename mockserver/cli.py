@@ -20,6 +20,16 @@ from mockserver.resources import SEED_FILE
 PARTS = ("schema", "stream", "behaviour", "configuration")  # mirrors contract.runner.PARTS, kept import-light
 
 EXIT_USAGE = 2
+VERIFY_EXIT_CODES = """exit codes:
+  0  every check that applies to the target ran and passed (checks that cannot apply,
+     e.g. configuration without /__mock__/config or staff checks without --staff-token,
+     are listed as SKIP [not applicable] and do not count)
+  1  a contract violation
+  2  bad usage, the same token for two roles, a target that cannot be checked,
+     or no [contract] extra
+  3  no violation, but checks that apply were skipped (SKIP [budget] or [not checked]);
+     --allow-skips turns this into 0"""
+
 # What `verify` needs beyond `serve` (the [contract] extra); a missing one is a usage error.
 CONTRACT_MODULES = frozenset({"httpx", "hypothesis", "schemathesis", "pytest", "rich"})
 CONTRACT_EXTRA_HINT = "verify needs the contract suite: pip install 'waldur-chat-mock[contract]'"
@@ -34,6 +44,7 @@ exit codes:
   1  verify: the target violates the contract
   2  bad usage: an unknown flag, an unreadable or invalid file, a busy port, an
      unreachable target, or verify without the [contract] extra
+  3  verify: no violation, but checks that apply to the target were skipped
 
 examples:
   waldur-chat-mock serve --port 8000 --seed-data
@@ -53,13 +64,10 @@ exit codes:
 example:
   waldur-chat-mock serve --port 8000 --speed 0 --seed-data my-threads.yaml --quiet
 """
-VERIFY_EPILOG = """\
+VERIFY_EPILOG = f"""\
 Needs the [contract] extra: pip install 'waldur-chat-mock[contract]'.
 
-exit codes:
-  0  the target honours the contract
-  1  a violation (each failure with the requests that reproduce it)
-  2  bad usage, an unreachable target, a token the target refuses, or no [contract] extra
+{VERIFY_EXIT_CODES}
 
 example:
   waldur-chat-mock verify --base-url http://127.0.0.1:8000 --token alice-token \\
@@ -182,6 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--report", type=Path, help="write a JUnit XML report here")
     verify.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
     verify.add_argument("--stream-timeout", type=float, default=60.0, help="seconds a stream may take at most")
+    verify.add_argument("--report-json", type=Path, help="write a JSON report here (shape: see the README)")
+    verify.add_argument(
+        "--allow-skips",
+        action="store_true",
+        help="exit 0 instead of 3 when no check failed but some that apply were skipped (e.g. for budget)",
+    )
     return parser
 
 
@@ -292,9 +306,10 @@ def _require_contract_extra() -> None:
 
 
 def verify(args: argparse.Namespace) -> int:
-    """Exit 0 when the contract holds, 1 on any violation, 2 on bad usage or an unreachable target."""
-    from mockserver.contract.report import summary, write_junit
-    from mockserver.contract.runner import TargetUnreachable, VerifyOptions
+    """Exit codes: see VERIFY_EXIT_CODES."""
+    from mockserver.contract.progress import PlainProgress, RichProgress
+    from mockserver.contract.report import summary, write_json, write_junit
+    from mockserver.contract.runner import TargetUnreachable, UsageError, VerifyOptions
     from mockserver.contract.runner import verify as run_verify
 
     options = VerifyOptions(
@@ -309,14 +324,21 @@ def verify(args: argparse.Namespace) -> int:
         stream_timeout=args.stream_timeout,
     )
     try:
-        report = run_verify(options, progress=lambda line: print(f"... {line}", file=sys.stderr, flush=True))
-    except TargetUnreachable as exc:
+        if sys.stderr.isatty():
+            with RichProgress(sys.stderr, options.max_streams) as live:
+                report = run_verify(options, progress=live)
+        else:
+            report = run_verify(options, progress=PlainProgress(sys.stderr, options.max_streams))
+    except (TargetUnreachable, UsageError) as exc:
         print(f"waldur-chat-mock: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     print(summary(report))
+    code = report.exit_code(allow_skips=args.allow_skips)
     if args.report:
         write_junit(report, args.report)
-    return 0 if report.ok else 1
+    if args.report_json:
+        write_json(report, args.report_json, code)
+    return code
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -12,16 +12,20 @@ whole file stays fast) and which check names diagnose it (`catches`).
 
 from __future__ import annotations
 
+import copy
 import json
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
+import yaml
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver.app import MockApp
+from mockserver.openapi.loader import WALDUR_SPEC
 from mockserver.store import Message as Row
 from mockserver.store import Thread, User
 
@@ -285,6 +289,11 @@ def include_history_ignored(app: MockApp) -> ASGIApp:
     return RewriteQuery(app.asgi, _is_messages, lambda q: [(k, v) for k, v in q if k != "include_history"])
 
 
+def page_size_ignored(app: MockApp) -> ASGIApp:
+    """The paginator lacks `page_size_query_param`: every page has the default size."""
+    return RewriteQuery(app.asgi, _is_thread_list, lambda q: [(k, v) for k, v in q if k != "page_size"])
+
+
 def is_archived_filter_ignored(app: MockApp) -> ASGIApp:
     """The thread filterset lacks `is_archived`: archived and active threads are listed alike."""
     return RewriteQuery(app.asgi, _is_thread_list, lambda q: [(k, v) for k, v in q if k != "is_archived"])
@@ -442,6 +451,15 @@ def reload_deletes_replaced(app: MockApp) -> ASGIApp:
     return app
 
 
+def archive_not_persisted(app: MockApp) -> ASGIApp:
+    """Archive answers 204 but the flag is never saved (e.g. `save(update_fields=["modified"])`)."""
+    set_archived = app.store.set_archived
+    app.store.set_archived = lambda thread, archived: set_archived(  # type: ignore[method-assign]
+        thread, thread.is_archived and archived
+    )
+    return app
+
+
 def unarchive_keeps_archived(app: MockApp) -> ASGIApp:
     """Unarchive touches the thread but never clears `is_archived`."""
     set_archived = app.store.set_archived
@@ -548,6 +566,14 @@ MUTANTS: list[Mutant] = [
         inject=link_header_dropped,
     ),
     Mutant(
+        id="page-size-ignored",
+        bug="`page_size` ignored on the thread list: every page has the default size",
+        injection="ASGI wrapper drops `page_size` from the query of `GET /api/chat-threads/`",
+        catches=("behaviour.page_size", "behaviour.link_header"),
+        profile=BEHAVIOUR_PART,
+        inject=page_size_ignored,
+    ),
+    Mutant(
         id="result-count-of-page",
         bug="`X-Result-Count` counts the page, not the whole list",
         injection="ASGI wrapper sets `X-Result-Count` to the page's length",
@@ -578,6 +604,14 @@ MUTANTS: list[Mutant] = [
         catches=("behaviour.message_count", "behaviour.include_history", "behaviour.message_rows"),
         profile=BEHAVIOUR_PART,
         inject=reload_deletes_replaced,
+    ),
+    Mutant(
+        id="archive-not-persisted",
+        bug="archive answers 204 but the thread is not archived (archive not persisted)",
+        injection="monkeypatch `store.set_archived` (never sets True)",
+        catches=("behaviour.archive_flag",),
+        profile=BEHAVIOUR_PART,
+        inject=archive_not_persisted,
     ),
     Mutant(
         id="unarchive-keeps-archived",
@@ -694,3 +728,21 @@ MUTANTS: list[Mutant] = [
 ]
 
 PROFILES: list[Profile] = list(dict.fromkeys(m.profile for m in MUTANTS))
+
+# Realistic bugs that `verify` must catch at its defaults (only the three tokens given):
+# the budget plan must leave each part the streams its checks need.
+CAUGHT_AT_DEFAULTS = ("foreign-thread-visible", "stream-without-final-m", "archive-not-persisted", "page-size-ignored")
+
+
+def narrowed_spec(paths: tuple[str, ...], directory: Path) -> Path:
+    """The spec with only `paths`, and without links to operations that left with the others."""
+    document: dict[str, Any] = copy.deepcopy(yaml.safe_load(WALDUR_SPEC.read_text(encoding="utf-8")))
+    document["paths"] = {path: item for path, item in document["paths"].items() if path in paths}
+    operations = [op for item in document["paths"].values() for op in item.values() if isinstance(op, dict)]
+    kept = {op.get("operationId") for op in operations}
+    for response in (r for op in operations for r in (op.get("responses") or {}).values() if isinstance(r, dict)):
+        if "links" in response:
+            response["links"] = {k: v for k, v in response["links"].items() if v.get("operationId") in kept}
+    target = directory / f"spec-{'-'.join(p.strip('/').replace('/', '_') for p in paths)}.yaml"
+    target.write_text(yaml.safe_dump(document, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return target

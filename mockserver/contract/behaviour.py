@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -22,7 +24,6 @@ from hypothesis.stateful import (
     RuleBasedStateMachine,
     initialize,
     invariant,
-    multiple,
     rule,
     run_state_machine_as_test,
 )
@@ -31,6 +32,7 @@ from mockserver.contract.findings import ContractViolation, Step
 from mockserver.contract.streams import StreamChecker, StreamExpectation
 from mockserver.contract.target import Target
 
+NO_THREAD = ""  # a bundle entry for a thread that was not made: rules skip it (see `known`)
 MARK = "[contract-suite]"  # every input the suite sends starts with it: easy to find and clean up
 LINK = re.compile(r'<([^>]*)>;\s*rel="(\w+)"')
 
@@ -65,13 +67,30 @@ class ThreadModel:
 
 @dataclass
 class Budget:
-    """Caps the streams a run may make: a real deployment pays an LLM call for each."""
+    """Caps the streams a part may make: a real deployment pays an LLM call for each.
+
+    Each part gets its own share of `--max-streams` (see `runner.plan_budget`); `created`
+    is shared, so the threads of every part are found and archived at the end."""
 
     streams_left: int
     created: dict[str, set[str]] = field(default_factory=lambda: {"user": set(), "other": set()})
+    left_out: int = 0  # stream cases that were not sent because the share was spent
+
+    def __post_init__(self) -> None:
+        self.granted = self.streams_left
+
+    @property
+    def used(self) -> int:
+        return self.granted - self.streams_left
+
+    def grant(self, streams: int) -> None:
+        """Add (or with a negative number, withdraw) unused streams."""
+        self.granted += streams
+        self.streams_left += streams
 
     def take(self) -> bool:
         if self.streams_left <= 0:
+            self.left_out += 1
             return False
         self.streams_left -= 1
         return True
@@ -83,20 +102,28 @@ class ChatMachine(RuleBasedStateMachine):
     target: Target
     checker: StreamChecker
     budget: Budget
+    log_sink: list[Step]  # the current example's requests, also for errors that are no violation
+    on_example: Callable[[], None]
     threads = Bundle("threads")
 
     def __init__(self) -> None:
         super().__init__()
         self.model: dict[str, ThreadModel] = {}
-        self.log: list[Step] = []
+        self.log = self.log_sink
+        self.log.clear()
         self.session: dict[str, str] = {}
+        type(self).on_example()
 
     # -- plumbing ----------------------------------------------------------------
     def token(self, who: str) -> str:
         return self.target.tokens.user if who == "user" else self.target.tokens.other
 
     def call(self, method: str, path: str, who: str, **kwargs: Any) -> Any:
-        response = self.target.request(method, path, token=self.token(who), **kwargs)
+        try:
+            response = self.target.request(method, path, token=self.token(who), **kwargs)
+        except httpx.TransportError as exc:
+            self.log.append(Step(method, path, None, kwargs.get("json"), f"{type(exc).__name__}: {exc}"))
+            raise self.fail("behaviour.connection", f"the connection broke: {type(exc).__name__}: {exc}") from None
         self.log.append(self.target.step(response, kwargs.get("json")))
         return response
 
@@ -112,8 +139,10 @@ class ChatMachine(RuleBasedStateMachine):
 
     def stream(self, who: str, body: dict[str, Any], expect: StreamExpectation) -> list[dict[str, Any]]:
         capture = self.target.stream(body, token=self.token(who))
-        step = Step("POST", "/api/chat/stream/", capture.status, body)
+        step = self.target.broken(capture, body) or Step("POST", "/api/chat/stream/", capture.status, body)
         self.log.append(step)
+        if capture.error:
+            raise self.fail("stream.connection", f"the connection broke mid-stream: {capture.error}")
         if capture.status != 200:
             step.excerpt = capture.body[:200].decode("utf-8", "replace")
             raise self.fail("behaviour.stream_status", f"expected 200, got {capture.status}")
@@ -138,14 +167,19 @@ class ChatMachine(RuleBasedStateMachine):
             raise self.fail(check, f"expected {status} {expected_body}, got {capture.status} {answer}")
 
     # -- set-up ------------------------------------------------------------------
-    @initialize()
-    def snapshot(self) -> None:
-        """Threads that already exist are part of the model, with unknown rows."""
+    @initialize(target=threads)
+    def snapshot(self) -> Any:
+        """Threads that already exist are part of the model, with unknown rows. Those the suite
+        created (earlier parts and examples) are drawn from by the rules too (one of them),
+        so that the checks that need no stream (visibility, archive) run once the budget is
+        spent. Exactly one entry either way: hypothesis needs the same draws on a replay."""
         for who in ("user", "other"):
             for thread in self.all_pages("/api/chat-threads/", who, {"page_size": 300}):
                 self.model[thread["uuid"]] = ThreadModel(
                     thread["uuid"], who, known=False, archived=thread["is_archived"]
                 )
+        created = sorted(self.budget.created["user"]) + sorted(self.budget.created["other"])
+        return next((uuid for uuid in created if uuid in self.model), NO_THREAD)
 
     def all_pages(self, path: str, who: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = []
@@ -162,9 +196,10 @@ class ChatMachine(RuleBasedStateMachine):
     @rule(target=threads, who=st.sampled_from(["user", "other"]))
     def new_thread(self, who: str) -> Any:
         # No precondition on the budget: one shared by all examples would change which rules
-        # exist between a run and its shrinking replays. Out of budget, stream rules do nothing.
+        # exist between a run and its shrinking replays. Out of budget, stream rules do nothing
+        # (this one adds the placeholder: the bundle grows the same way on every replay).
         if not self.budget.take():
-            return multiple()
+            return NO_THREAD
         records = self.stream(who, {"input": f"{MARK} hello"}, StreamExpectation())
         uuid, final = records[0]["m"]["thread_uuid"], records[-1]["m"]
         self.budget.created[who].add(uuid)
@@ -176,12 +211,15 @@ class ChatMachine(RuleBasedStateMachine):
         self.check_thread(model)
         return uuid
 
-    def known(self, uuid: str) -> ThreadModel:
-        return self.model[uuid]
+    def known(self, uuid: str) -> ThreadModel | None:
+        """The model of a bundle entry; None for the placeholder of a thread never made."""
+        return self.model.get(uuid)
 
     @rule(thread=threads)
     def follow_up(self, thread: str) -> None:
         model = self.known(thread)
+        if model is None:
+            return
         if not self.budget.take():
             return
         before = self.retrieve(model)["modified"]
@@ -198,6 +236,8 @@ class ChatMachine(RuleBasedStateMachine):
     @rule(thread=threads)
     def reload(self, thread: str) -> None:
         model = self.known(thread)
+        if model is None:
+            return
         if not self.budget.take():
             return
         old = model.last_active("assistant")
@@ -214,6 +254,8 @@ class ChatMachine(RuleBasedStateMachine):
     @rule(thread=threads)
     def edit_last(self, thread: str) -> None:
         model = self.known(thread)
+        if model is None:
+            return
         last_user = model.last_active("user")
         if last_user is None or not self.budget.take():
             return
@@ -234,6 +276,8 @@ class ChatMachine(RuleBasedStateMachine):
     def edit_refused(self, thread: str) -> None:
         """Editing an assistant row or a user row that is not the last: 400 with a bare list."""
         model = self.known(thread)
+        if model is None:
+            return
         users = sorted(model.active("user"), key=lambda r: r.sequence_index)
         assistant = model.last_active("assistant")
         if assistant is not None:
@@ -253,6 +297,8 @@ class ChatMachine(RuleBasedStateMachine):
     def foreign_thread_refused(self, thread: str) -> None:
         """The other regular user can neither read nor stream into the thread: 404."""
         model = self.known(thread)
+        if model is None:
+            return
         stranger = "other" if model.owner == "user" else "user"
         response = self.call("GET", f"/api/chat-threads/{thread}/", stranger)
         self.expect_status(response, 404, "behaviour.foreign_thread_hidden")
@@ -266,6 +312,8 @@ class ChatMachine(RuleBasedStateMachine):
     @rule(thread=threads)
     def title(self, thread: str) -> None:
         model = self.known(thread)
+        if model is None:
+            return
         if not self.budget.take():
             return
         self.stream(
@@ -278,6 +326,8 @@ class ChatMachine(RuleBasedStateMachine):
     def archive(self, thread: str, end_archived: bool, twice: bool) -> None:
         """Archive, then unarchive unless the thread should end archived; each maybe twice (idempotent)."""
         model = self.known(thread)
+        if model is None:
+            return
         for action in ("archive",) if end_archived else ("archive", "unarchive"):
             for _ in range(2 if twice else 1):
                 response = self.call("POST", f"/api/chat-threads/{thread}/{action}/", model.owner)
@@ -415,15 +465,27 @@ def run_behaviour(
     max_examples: int = 25,
     steps: int = 12,
     seed: int | None = None,
+    on_example: Callable[[], None] = lambda: None,
+    log: list[Step] | None = None,
 ) -> None:
     """Run the state machine; raises the shrunk ContractViolation on failure.
+
+    `on_example` is called as each example starts; `log` receives the requests of the
+    current example (the steps of an error that is not a ContractViolation).
 
     Without a seed the run is derandomized (the same examples every time, as CI wants);
     with one, hypothesis draws from that seed.
     """
     import hypothesis.core
 
-    machine = type("TargetChatMachine", (ChatMachine,), {"target": target, "checker": checker, "budget": budget})
+    attributes = {
+        "target": target,
+        "checker": checker,
+        "budget": budget,
+        "log_sink": [] if log is None else log,
+        "on_example": staticmethod(on_example),
+    }
+    machine = type("TargetChatMachine", (ChatMachine,), attributes)
     config = settings(
         max_examples=max_examples,
         stateful_step_count=steps,

@@ -9,13 +9,16 @@ are archived at the end.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import httpx
 
 from mockserver.contract.behaviour import MARK, Budget, run_behaviour
-from mockserver.contract.findings import CheckResult, ContractViolation
+from mockserver.contract.findings import CheckResult, ContractViolation, Step
 from mockserver.contract.scenarios import ConfigurationScenarios, StreamScenarios
 from mockserver.contract.schema import run_schema_checks
 from mockserver.contract.streams import StreamChecker
@@ -23,10 +26,22 @@ from mockserver.contract.target import Target, Tokens
 from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
 
 PARTS = ("schema", "stream", "behaviour", "configuration")
+# Streams reserved before the schema part takes what is left (see `plan_budget`).
+STREAM_PART_STREAMS = 5  # new thread, follow-up, reload, edit, title call
+BEHAVIOUR_STREAMS = 4  # a new thread, a follow-up, a reload and an edit: every model rule
+
+EXIT_OK = 0
+EXIT_VIOLATION = 1
+EXIT_USAGE = 2  # bad usage, or a target that cannot be checked at all
+EXIT_INCOMPLETE = 3  # no violation, but checks that apply were not run (budget, prerequisites)
 
 
 class TargetUnreachable(Exception):
     """The target does not answer, or does not accept the token: nothing can be checked."""
+
+
+class UsageError(Exception):
+    """The options cannot give a meaningful verdict (e.g. one token given for two users)."""
 
 
 @dataclass
@@ -43,39 +58,128 @@ class VerifyOptions:
     behaviour_steps: int = 10
     spec: Path = WALDUR_SPEC
     app: Any = None  # an ASGI app to check in-process instead of base_url
+    preflight_timeout: float = 10.0  # seconds the first requests may take: a dead target is told quickly
+
+
+@dataclass
+class PartBudget:
+    granted: int
+    used: int
+    left_out: int
 
 
 @dataclass
 class Report:
     results: list[CheckResult] = field(default_factory=list)
     archived: int = 0
+    max_streams: int = 0
+    budget: dict[str, PartBudget] = field(default_factory=dict)
+    seconds: float = 0.0
 
     @property
     def failed(self) -> list[CheckResult]:
         return [r for r in self.results if r.failed]
 
     @property
+    def incomplete(self) -> list[CheckResult]:
+        return [r for r in self.results if r.incomplete]
+
+    @property
     def ok(self) -> bool:
         return not self.failed
 
+    @property
+    def outcome(self) -> str:
+        """violated | incomplete | honoured: the verdict never says more than was checked."""
+        if self.failed:
+            return "violated"
+        return "incomplete" if self.incomplete else "honoured"
+
+    def exit_code(self, allow_skips: bool = False) -> int:
+        if self.failed:
+            return EXIT_VIOLATION
+        return EXIT_INCOMPLETE if self.incomplete and not allow_skips else EXIT_OK
+
     def names(self, verdict: str = "failed") -> set[str]:
-        return {r.check for r in self.results if r.verdict == verdict}
+        """Check names with that verdict; for failures the rule that was broken."""
+        return {r.diagnosis for r in self.results if r.verdict == verdict}
 
 
-def verify(options: VerifyOptions, progress: Callable[[str], None] | None = None) -> Report:
-    say = progress or (lambda _: None)
+class Progress(Protocol):
+    """What a run tells while it goes (see `contract.progress` for the terminal views)."""
+
+    def part_started(self, part: str, streams: int) -> None: ...
+
+    def case_done(self, part: str, streams_used: int) -> None: ...
+
+    def part_finished(self, part: str, results: list[CheckResult], seconds: float) -> None: ...
+
+
+class _Silent:
+    def part_started(self, part: str, streams: int) -> None:
+        pass
+
+    def case_done(self, part: str, streams_used: int) -> None:
+        pass
+
+    def part_finished(self, part: str, results: list[CheckResult], seconds: float) -> None:
+        pass
+
+
+def plan_budget(max_streams: int, parts: tuple[str, ...]) -> dict[str, int]:
+    """Share `--max-streams` between the parts that stream.
+
+    The stream part's and the behaviour part's streams are reserved first (their checks
+    cannot run without them); the schema part takes what is left, and what it does not
+    use goes on to the behaviour part. A part that does not run reserves nothing; without
+    the schema part the behaviour part takes the rest."""
+    left = max_streams
+    plan = {part: 0 for part in PARTS}
+    if "stream" in parts:
+        plan["stream"] = min(STREAM_PART_STREAMS, left)
+        left -= plan["stream"]
+    if "behaviour" in parts:
+        plan["behaviour"] = min(BEHAVIOUR_STREAMS, left) if "schema" in parts else left
+        left -= plan["behaviour"]
+    if "schema" in parts:
+        plan["schema"] = left
+    return plan
+
+
+def check_tokens(options: VerifyOptions) -> None:
+    """One token for two roles makes the separation checks meaningless: refuse it up front."""
+    named = [("--token", options.token), ("--other-token", options.other_token)]
+    if options.staff_token is not None:
+        named.append(("--staff-token", options.staff_token))
+    for i, (flag, token) in enumerate(named):
+        for other_flag, other in named[i + 1 :]:
+            if token == other:
+                raise UsageError(f"{flag} and {other_flag} are the same token: each must belong to a different user")
+
+
+def verify(options: VerifyOptions, progress: Progress | None = None) -> Report:
+    check_tokens(options)
+    sink = progress or _Silent()
     tokens = Tokens(options.token, options.other_token, options.staff_token)
     spec = SpecIndex.from_file(options.spec)
     checker = StreamChecker(spec.schema_validator("/components/schemas/ChatResponse"))
-    budget = Budget(options.max_streams)
-    report = Report()
+    created: dict[str, set[str]] = {"user": set(), "other": set()}
+    plan = plan_budget(options.max_streams, options.only)
+    budgets = {part: Budget(plan[part], created) for part in PARTS}
+    report = Report(max_streams=options.max_streams)
+    started = time.monotonic()
     target = Target(options.base_url, tokens, app=options.app, stream_timeout=options.stream_timeout)
     with target:
-        _preflight(target)
+        _preflight(target, options.preflight_timeout)
+        usage = _token_usage(target)
         try:
-            _run_parts(options, target=target, checker=checker, budget=budget, report=report, say=say)
+            _run_parts(options, target=target, checker=checker, budgets=budgets, report=report, sink=sink)
         finally:
-            report.archived = _archive_created(target, budget)
+            report.archived = _archive_created(target, created)
+            _restore_token_usage(target, usage)
+    streaming = [p for p in ("schema", "stream", "behaviour") if p in options.only]
+    report.budget = {p: PartBudget(budgets[p].granted, budgets[p].used, budgets[p].left_out) for p in streaming}
+    report.seconds = time.monotonic() - started
     return report
 
 
@@ -84,62 +188,181 @@ def _run_parts(
     *,
     target: Target,
     checker: StreamChecker,
-    budget: Budget,
+    budgets: dict[str, Budget],
     report: Report,
-    say: Callable[[str], None],
+    sink: Progress,
 ) -> None:
-    if "schema" in options.only:
-        say("schema: schemathesis, every operation, all phases and checks")
-        report.results += run_schema_checks(
-            options.spec,
-            options.token,
-            app=options.app,
-            base_url=None if options.app else options.base_url,
-            budget=budget,
-            seed=options.seed,
-            max_examples=options.max_examples,
-            request_timeout=options.stream_timeout,
-        )
-    if "stream" in options.only:
-        say("stream: one stream of each kind against the stream contract")
-        report.results += StreamScenarios(target, checker, budget).run()
-    if "behaviour" in options.only:
-        say("behaviour: state machine against a model of two users' chats")
-        report.results.append(_behaviour(target, checker, budget, options))
-    if "configuration" in options.only:
-        say("configuration: deployment switches, where the target has them")
-        report.results += ConfigurationScenarios(target).run()
+    def used() -> int:
+        return sum(b.used for b in budgets.values())
+
+    def tick(part: str) -> Callable[[], None]:
+        return lambda: sink.case_done(part, used())
+
+    runs: dict[str, Callable[[], list[CheckResult]]] = {
+        "schema": lambda: _schema(options, budgets["schema"], tick("schema")),
+        "stream": lambda: StreamScenarios(target, checker, budgets["stream"], tick("stream")).run(),
+        "behaviour": lambda: [_behaviour(target, checker, budgets["behaviour"], options, tick("behaviour"))],
+        "configuration": lambda: ConfigurationScenarios(target, tick("configuration")).run(),
+    }
+    for part in PARTS:
+        if part not in options.only:
+            continue
+        sink.part_started(part, budgets[part].granted)
+        began = time.monotonic()
+        results = _guarded(part, runs[part], target)
+        sink.part_finished(part, results, time.monotonic() - began)
+        report.results += results
+        if part == "schema" and "behaviour" in options.only:
+            budgets["behaviour"].grant(budgets["schema"].streams_left)  # what the schema part did not need
+            budgets["schema"].grant(-budgets["schema"].streams_left)
 
 
-def _preflight(target: Target) -> None:
+def _guarded(part: str, run: Callable[[], list[CheckResult]], target: Target) -> list[CheckResult]:
+    """A part that breaks on an answer it did not expect is a failure with the request, not a crash."""
     try:
-        response = target.request("GET", "/api/chat-sessions/current/", token=target.tokens.user)
-    except Exception as exc:
-        raise TargetUnreachable(f"cannot reach {target.base_url}: {exc}") from None
-    if response.status_code != 200:
-        raise TargetUnreachable(
-            f"{target.base_url}/api/chat-sessions/current/ answered {response.status_code} for --token "
-            f"(expected 200): {response.text[:200]}"
-        )
+        return run()
+    except Exception as error:
+        steps = [target.last] if target.last is not None else []
+        return [CheckResult(part, f"{part}.error", "failed", f"{type(error).__name__}: {error}"[:500], steps)]
 
 
-def _behaviour(target: Target, checker: StreamChecker, budget: Budget, options: VerifyOptions) -> CheckResult:
+def _schema(options: VerifyOptions, budget: Budget, tick: Callable[[], None]) -> list[CheckResult]:
+    return run_schema_checks(
+        options.spec,
+        options.token,
+        app=options.app,
+        base_url=None if options.app else options.base_url,
+        budget=budget,
+        seed=options.seed,
+        max_examples=options.max_examples,
+        request_timeout=options.stream_timeout,
+        tick=tick,
+    )
+
+
+def _preflight(target: Target, timeout: float) -> None:
+    """Each token must open a chat session of its own user; anything else is one line and exit 2.
+
+    Only what the suite cannot do without is required here (a JSON object with `uuid` and
+    `user_username`): anything else wrong with the session is a finding of the schema part."""
+    owners: dict[str, str] = {}
+    tokens = target.tokens
+    named = [("--token", tokens.user), ("--other-token", tokens.other)]
+    if tokens.staff is not None:
+        named.append(("--staff-token", tokens.staff))
+    for flag, token in named:
+        url = f"{target.base_url}/api/chat-sessions/current/"
+        try:
+            response = target.request("GET", "/api/chat-sessions/current/", token=token, timeout=timeout)
+        except httpx.TimeoutException:
+            raise TargetUnreachable(f"cannot reach {target.base_url}: no answer within {timeout:g} s") from None
+        except Exception as exc:
+            raise TargetUnreachable(f"cannot reach {target.base_url}: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise TargetUnreachable(
+                f"{url} answered {response.status_code} for {flag} (expected 200): {_one_line(response.text)}"
+            )
+        session = _json_or_none(response)
+        if session is None:
+            kind = response.headers.get("content-type", "no content type")
+            raise TargetUnreachable(f"{url} answered 200 with {kind}, not JSON: {_one_line(response.text)}")
+        problem = _missing(session, ("uuid", "user_username"))
+        if problem:
+            raise TargetUnreachable(f"{url} does not answer a Waldur chat session for {flag}: {problem}")
+        owners[flag] = session["user_username"]
+    if owners["--token"] == owners["--other-token"]:
+        raise UsageError(f"--token and --other-token both belong to user {owners['--token']!r}")
+
+
+def _missing(session: Any, keys: tuple[str, ...]) -> str:
+    """What a session the rest of the suite relies on lacks ("" when nothing)."""
+    if not isinstance(session, dict):
+        return f"not an object: {_one_line(str(session))}"
+    absent = [key for key in keys if not isinstance(session.get(key), str)]
+    return f"no {' and no '.join(absent)} in {_one_line(str(session))}" if absent else ""
+
+
+def _one_line(text: str) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= 160 else flat[:157] + "..."
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _token_usage(target: Target) -> dict[str, Any] | None:
+    """The users' token usage where the target is the mock (every stream raises it), else None."""
+    try:
+        response = target.request("GET", "/__mock__/config")
+    except httpx.HTTPError:
+        return None
+    config = _json_or_none(response) if response.status_code == 200 else None
+    usage = config.get("token_usage") if isinstance(config, dict) else None
+    return usage if isinstance(usage, dict) else None
+
+
+def _restore_token_usage(target: Target, original: dict[str, Any] | None) -> None:
+    """Put the usage back as it was: the run's streams must not eat the users' quotas."""
+    now = _token_usage(target)
+    if original is None or now is None or now == original:
+        return
+    patch = {user: original.get(user) for user in set(now) | set(original)}
+    target.request("PATCH", "/__mock__/config", json={"token_usage": patch})
+
+
+def _behaviour(
+    target: Target, checker: StreamChecker, budget: Budget, options: VerifyOptions, tick: Callable[[], None]
+) -> CheckResult:
+    began = time.monotonic()
+    result = _behaviour_verdict(target, checker, budget, options, tick)
+    result.duration = time.monotonic() - began
+    return result
+
+
+def _behaviour_verdict(
+    target: Target, checker: StreamChecker, budget: Budget, options: VerifyOptions, tick: Callable[[], None]
+) -> CheckResult:
+    log: list[Step] = []
     try:
         run_behaviour(
-            target, checker, budget, max_examples=options.max_examples, steps=options.behaviour_steps, seed=options.seed
+            target,
+            checker,
+            budget,
+            max_examples=options.max_examples,
+            steps=options.behaviour_steps,
+            seed=options.seed,
+            on_example=tick,
+            log=log,
         )
     except ContractViolation as violation:
-        return CheckResult("behaviour", violation.check, "failed", violation.message, violation.steps)
+        return CheckResult(
+            "behaviour", "behaviour.model", "failed", violation.message, violation.steps, rule=violation.check
+        )
     except Exception as error:  # hypothesis wraps failures it could not replay
         found = _find_violation(error)
         if found is None:
-            return CheckResult("behaviour", "behaviour.error", "failed", f"{type(error).__name__}: {error}"[:500])
+            message = f"{type(error).__name__}: {error}"[:500]
+            return CheckResult("behaviour", "behaviour.model", "failed", message, list(log), rule="behaviour.error")
         note = " (not shrunk: its replay did not fail again, e.g. once the stream budget ran out)"
-        return CheckResult("behaviour", found.check, "failed", found.message + note, found.steps)
-    note = "no difference between the target and the model"
-    if budget.streams_left <= 0:
-        note += " (the stream budget ran out: later examples read and archive only)"
-    return CheckResult("behaviour", "behaviour.model", "passed", note)
+        return CheckResult(
+            "behaviour", "behaviour.model", "failed", found.message + note, found.steps, rule=found.check
+        )
+    if budget.granted == 0:
+        return CheckResult(
+            "behaviour",
+            "behaviour.model",
+            "skipped",
+            "no stream budget left for this part: the rules that stream (new thread, follow-up, reload, edit, "
+            "title call) did not run; only reads, archive and refusals were checked",
+            skip="budget",
+        )
+    note = f"no difference between the target and the model ({budget.used} streams"
+    note += f"; {budget.left_out} stream steps left out for budget)" if budget.left_out else ")"
+    return CheckResult("behaviour", "behaviour.model", "passed", note, figures={"streams": budget.used})
 
 
 def _find_violation(error: BaseException | None) -> ContractViolation | None:
@@ -153,18 +376,26 @@ def _find_violation(error: BaseException | None) -> ContractViolation | None:
     return _find_violation(error.__cause__ or error.__context__)
 
 
-def _archive_created(target: Target, budget: Budget) -> int:
+def _archive_created(target: Target, created: dict[str, set[str]]) -> int:
     """Leave a real deployment tidy: archive every thread the suite created (there is no delete).
 
     Those are the threads it streamed into plus any thread holding a message with the
     suite's mark (schemathesis's positive stream calls carry it too)."""
     archived = 0
     for who, token in (("user", target.tokens.user), ("other", target.tokens.other)):
-        threads = set(budget.created[who])
-        response = target.request("GET", "/api/chat-messages/", token=token)
-        if response.status_code == 200:
-            threads |= {m["thread"] for m in response.json() if str(m.get("content", "")).startswith(MARK)}
-        for thread in sorted(threads):
-            if target.request("POST", f"/api/chat-threads/{thread}/archive/", token=token).status_code == 204:
-                archived += 1
+        threads = set(created[who])
+        try:
+            response = target.request("GET", "/api/chat-messages/", token=token)
+            rows = _json_or_none(response) if response.status_code == 200 else None
+            if isinstance(rows, list):
+                threads |= {m["thread"] for m in rows if isinstance(m, dict) and _marked(m)}
+            for thread in sorted(threads):
+                if target.request("POST", f"/api/chat-threads/{thread}/archive/", token=token).status_code == 204:
+                    archived += 1
+        except httpx.HTTPError:
+            continue  # tidying up is best effort: a target that went away keeps its threads
     return archived
+
+
+def _marked(row: dict[str, Any]) -> bool:
+    return str(row.get("content", "")).startswith(MARK) and isinstance(row.get("thread"), str)

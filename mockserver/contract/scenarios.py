@@ -8,50 +8,55 @@ checks the order of 424/401/409/400 on the stream; elsewhere it is skipped with 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from mockserver.contract.behaviour import MARK, Budget
-from mockserver.contract.findings import CheckResult, ContractViolation, Step
+from mockserver.contract.findings import CheckResult, ContractViolation, SkipKind, Skipped, Step
 from mockserver.contract.streams import StreamChecker, StreamExpectation
 from mockserver.contract.target import Target
 
 INJECTION_FIELDS = {"is_flagged", "injection_score", "injection_severity", "injection_categories"}
 
 
-def _attempt(part: str, name: str, body: Callable[[], str | None]) -> CheckResult:
-    """Run one scenario: passed (with an optional note), skipped (a `_Skip`), or failed (a violation)."""
+def _attempt(part: str, name: str, body: Callable[[], str | None], target: Target) -> CheckResult:
+    """Run one scenario under its stable name: passed (with an optional note), skipped (a
+    `Skipped`, with its kind), or failed (a violation names the rule it broke)."""
+    began = time.monotonic()
+    target.last = None
     try:
-        note = body()
-    except _Skip as skip:
-        return CheckResult(part, name, "skipped", str(skip))
+        result = CheckResult(part, name, "passed", body() or "")
+    except Skipped as skip:
+        result = CheckResult(part, name, "skipped", str(skip), skip=skip.kind)
     except ContractViolation as violation:
-        return CheckResult(part, violation.check, "failed", violation.message, violation.steps)
-    except Exception as error:  # a timeout, a body that is not JSON...: a finding, not a crash
-        return CheckResult(part, name, "failed", f"{type(error).__name__}: {error}"[:500])
-    return CheckResult(part, name, "passed", note or "")
-
-
-class _Skip(Exception):
-    pass
+        result = CheckResult(part, name, "failed", violation.message, violation.steps, rule=violation.check)
+    except Exception as error:  # a timeout, a body that is not JSON...: a finding with its request, not a crash
+        steps = [target.last] if target.last is not None else []
+        result = CheckResult(part, name, "failed", f"{type(error).__name__}: {error}"[:500], steps)
+    result.duration = time.monotonic() - began
+    return result
 
 
 class StreamScenarios:
-    def __init__(self, target: Target, checker: StreamChecker, budget: Budget):
+    def __init__(self, target: Target, checker: StreamChecker, budget: Budget, tick: Callable[[], None]):
         self.target = target
         self.checker = checker
         self.budget = budget
+        self.tick = tick
         self.thread: str | None = None
         self.first: dict[str, str] = {}  # final m of the first turn
         self.last: dict[str, str] = {}  # final m of the latest turn
 
     def stream(self, body: dict[str, Any], expect: StreamExpectation, token: str | None = None) -> list[dict[str, Any]]:
         if not self.budget.take():
-            raise _Skip("stream budget (--max-streams) exhausted")
+            raise Skipped("stream budget (--max-streams) exhausted", "budget")
         token = token or self.target.tokens.user
         capture = self.target.stream(body, token=token)
-        step = Step("POST", "/api/chat/stream/", capture.status, body)
+        step = self.target.broken(capture, body) or Step("POST", "/api/chat/stream/", capture.status, body)
+        if capture.error:
+            raise ContractViolation("stream.connection", f"the connection broke mid-stream: {capture.error}", [step])
         if capture.status != 200:
             step.excerpt = capture.body[:300].decode("utf-8", "replace")
             raise ContractViolation("stream.status", f"expected 200, got {capture.status}", [step])
@@ -60,29 +65,46 @@ class StreamScenarios:
         return records
 
     def run(self) -> list[CheckResult]:
-        results = [
-            _attempt("stream", "stream.new_thread", self.new_thread),
-            _attempt("stream", "stream.follow_up", self.follow_up),
-            _attempt("stream", "stream.reload", self.reload),
-            _attempt("stream", "stream.edit_refusals", self.edit_refusals),
-            _attempt("stream", "stream.edit", self.edit),
-            _attempt("stream", "stream.title_call", self.title_call),
-            _attempt("stream", "stream.staff_visibility", self.staff_visibility),
+        scenarios = [
+            ("stream.new_thread", self.new_thread),
+            ("stream.follow_up", self.follow_up),
+            ("stream.reload", self.reload),
+            ("stream.edit_refusals", self.edit_refusals),
+            ("stream.edit", self.edit),
+            ("stream.title_call", self.title_call),
+            ("stream.staff_visibility", self.staff_visibility),
         ]
-        results.append(CheckResult("stream", "stream.timing", "passed", self.checker.timing.summary()))
-        if self.checker.timing.one_piece:
-            results[-1] = CheckResult(
-                "stream",
-                "stream.really_streamed",
-                "failed",
-                f"{self.checker.timing.one_piece} stream(s) arrived in one piece although they "
-                "took a while: something between client and server buffers the body",
-            )
+        results = []
+        for name, scenario in scenarios:
+            results.append(_attempt("stream", name, scenario, self.target))
+            self.tick()
+        results.append(self.timing())
         return results
+
+    def timing(self) -> CheckResult:
+        """Stream timing over the network; a verdict only where it was really measured."""
+        timing = self.checker.timing
+        name = "stream.timing"
+        if self.target.in_process:
+            reason = "not measured: an in-process target's transport delivers each body whole"
+            return CheckResult("stream", name, "skipped", reason, skip="not_applicable")
+        if not timing.first_record_ms:
+            return CheckResult("stream", name, "skipped", "no stream was measured", skip=self.prerequisite())
+        if timing.one_piece:
+            message = (
+                f"{timing.one_piece} stream(s) arrived in one piece although they took a while: "
+                "something between client and server buffers the body"
+            )
+            return CheckResult("stream", name, "failed", message, list(timing.steps), rule="stream.really_streamed")
+        return CheckResult("stream", name, "passed", timing.summary(), figures=timing.figures())
+
+    def prerequisite(self) -> SkipKind:
+        """Why a check that needs an earlier stream could not run: the budget, or a failure."""
+        return "budget" if self.budget.left_out else "not_checked"
 
     def need_thread(self) -> str:
         if self.thread is None:
-            raise _Skip("no thread: the new-thread stream did not succeed")
+            raise Skipped("no thread: the new-thread stream did not succeed", self.prerequisite())
         return self.thread
 
     def new_thread(self) -> None:
@@ -99,7 +121,7 @@ class StreamScenarios:
     def edit_refusals(self) -> str:
         """Editing an earlier user message or an assistant message: 400 with a bare list, nothing stored."""
         if "user_message_uuid" not in self.first or "user_message_uuid" not in self.last:
-            raise _Skip("needs two user turns in one thread")
+            raise Skipped("needs two user turns in one thread", self.prerequisite())
         cases = [
             ("stream.edit_not_last_refused", self.first["user_message_uuid"], ["Can only edit the last user message."]),
             ("stream.edit_assistant_refused", self.last["assistant_message_uuid"], ["Can only edit user messages."]),
@@ -130,7 +152,7 @@ class StreamScenarios:
 
     def edit(self) -> None:
         if "user_message_uuid" not in self.last:
-            raise _Skip("no user message to edit")
+            raise Skipped("no user message to edit", self.prerequisite())
         body = {
             "input": f"{MARK} edited",
             "thread_uuid": self.need_thread(),
@@ -160,7 +182,7 @@ class StreamScenarios:
     def staff_visibility(self) -> str:
         staff = self.target.tokens.staff
         if staff is None:
-            raise _Skip("no --staff-token given")
+            raise Skipped("no --staff-token given", "not_applicable")
         thread = self.need_thread()
         response = self.target.request("GET", f"/api/chat-threads/{thread}/", token=staff)
         if response.status_code != 200:
@@ -191,25 +213,29 @@ class StreamScenarios:
 class ConfigurationScenarios:
     """Part 4, only where the target exposes the mock's `/__mock__/config`."""
 
-    def __init__(self, target: Target):
+    NAMES = ("configuration.chat_disabled", "configuration.upstream_not_configured", "configuration.token_quota")
+
+    def __init__(self, target: Target, tick: Callable[[], None]):
         self.target = target
+        self.tick = tick
 
     def run(self) -> list[CheckResult]:
         probe = self.target.request("GET", "/__mock__/config")
-        if probe.status_code != 200 or "chat_enabled" not in _json(probe):
+        original = _json(probe) if probe.status_code == 200 else None
+        if not isinstance(original, dict) or "chat_enabled" not in original:
             reason = (
                 "the target cannot be switched (no /__mock__/config); a real deployment is configured by its admins"
             )
-            return [CheckResult("configuration", "configuration.all", "skipped", reason)]
-        original = _json(probe)
-        username = self.target.request("GET", "/api/chat-sessions/current/", token=self.target.tokens.user).json()
-        user = username["user_username"]
+            return [CheckResult("configuration", n, "skipped", reason, skip="not_applicable") for n in self.NAMES]
+        session = _json(self.target.request("GET", "/api/chat-sessions/current/", token=self.target.tokens.user))
+        user = session["user_username"]  # the preflight checked it is there
+        scenarios = [self.chat_disabled, self.upstream_not_configured, lambda: self.token_quota(user)]
+        results = []
         try:
-            return [
-                _attempt("configuration", "configuration.chat_disabled", self.chat_disabled),
-                _attempt("configuration", "configuration.upstream_not_configured", self.upstream_not_configured),
-                _attempt("configuration", "configuration.token_quota", lambda: self.token_quota(user)),
-            ]
+            for name, scenario in zip(self.NAMES, scenarios, strict=True):
+                results.append(_attempt("configuration", name, scenario, self.target))
+                self.tick()
+            return results
         finally:
             restore = {k: original[k] for k in ("chat_enabled", "upstream_url_configured", "upstream_token_configured")}
             restore["token_limits"] = {user: original.get("token_limits", {}).get(user)}
@@ -219,7 +245,7 @@ class ConfigurationScenarios:
     def configure(self, patch: dict[str, Any]) -> None:
         response = self.target.request("PATCH", "/__mock__/config", json=patch)
         if response.status_code != 200:
-            raise _Skip(f"the target refused the configuration {patch}: {response.status_code}")
+            raise Skipped(f"the target refused the configuration {patch}: {response.status_code}")
 
     @contextmanager
     def switched(self, patch: dict[str, Any], restore: dict[str, Any]) -> Iterator[None]:

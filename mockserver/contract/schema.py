@@ -15,15 +15,16 @@ import copy
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import schemathesis
 from schemathesis.core.failures import AcceptedNegativeData
 from schemathesis.engine import Status, events, from_schema
+from schemathesis.openapi.checks import RejectedPositiveData
 
 from mockserver.contract.behaviour import MARK, Budget
 from mockserver.contract.findings import CheckResult, Step
@@ -120,6 +121,7 @@ class _RunState:
     budget: Budget | None = None
     stream_deadline: float = 60.0
     spec: SpecIndex | None = None
+    left_out: set[str] = field(default_factory=set)  # ids of stream cases sent without `input`
 
 
 _STATE = _RunState()
@@ -161,16 +163,33 @@ def before_call(context: Any, case: Any, kwargs: dict[str, Any]) -> None:
 
 
 def _shape_stream_body(case: Any, spec: SpecIndex) -> None:
-    """Mark the input; and once the stream budget is spent, turn a body that would stream into
-    one the server must refuse (no `input`), so no LLM call is made. Schemathesis revalidates
-    a case edited here, so its checks judge the request that is really sent."""
+    """Mark the input; and once the part's stream budget is spent, send instead a body the
+    server must refuse (no `input`), so no LLM call is made, and count the case as left out.
+
+    The body is replaced, never edited in place: the body of an examples-phase case is the
+    spec's example object itself, so an in-place edit changed the example for every later
+    case (the coverage phase then sent `{}` as a positive case: a false "Schema-valid
+    request rejected"). And schemathesis re-judges an edited case only for the components
+    it generated: a left-out spec example is still judged as positive, so that judgement
+    is dropped for left-out cases (`_judged_on_what_was_sent`); every other check applies.
+    A hook cannot skip a call: schemathesis turns any exception raised here into an error."""
     body = case.body
     if not isinstance(body, dict):
         return
+    shaped = dict(body)
     if isinstance(body.get("input"), str):
-        body["input"] = f"{MARK} {body['input'].strip()}"[:50000]
+        shaped["input"] = f"{MARK} {body['input'].strip()}"[:50000]
+    case.body = shaped
     if _STATE.budget is not None and _body_accepted(case, spec) and not _STATE.budget.take():
-        body.pop("input", None)
+        case.body = {k: v for k, v in shaped.items() if k != "input"}
+        _STATE.left_out.add(case.id)
+
+
+def _judged_on_what_was_sent(failure: Any, case: Any, spec: SpecIndex) -> bool:
+    """False for a failure that judges a case as other than the request really sent."""
+    if isinstance(failure, RejectedPositiveData) and case.id in _STATE.left_out:
+        return False
+    return not (isinstance(failure, AcceptedNegativeData) and _only_lenient_mutated(case, spec))
 
 
 def _load(spec_path: Path, config: dict[str, Any], app: Any, base_url: str | None) -> Any:
@@ -185,7 +204,7 @@ def _load(spec_path: Path, config: dict[str, Any], app: Any, base_url: str | Non
 
     @schema.hook
     def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
-        return not (isinstance(failure, AcceptedNegativeData) and _only_lenient_mutated(case, spec))
+        return _judged_on_what_was_sent(failure, case, spec)
 
     return schema
 
@@ -205,12 +224,12 @@ def run_config(token: str, *, seed: int | None, max_examples: int, request_timeo
 @contextmanager
 def _run_state(budget: Budget | None, stream_deadline: float, spec: SpecIndex) -> Iterator[None]:
     with _STATE_LOCK:
-        previous = (_STATE.budget, _STATE.stream_deadline, _STATE.spec)
-        _STATE.budget, _STATE.stream_deadline, _STATE.spec = budget, stream_deadline, spec
+        previous = (_STATE.budget, _STATE.stream_deadline, _STATE.spec, _STATE.left_out)
+        _STATE.budget, _STATE.stream_deadline, _STATE.spec, _STATE.left_out = budget, stream_deadline, spec, set()
         try:
             yield
         finally:
-            _STATE.budget, _STATE.stream_deadline, _STATE.spec = previous
+            _STATE.budget, _STATE.stream_deadline, _STATE.spec, _STATE.left_out = previous
 
 
 def run_schema_checks(
@@ -223,21 +242,61 @@ def run_schema_checks(
     seed: int | None = None,
     max_examples: int = 20,
     request_timeout: float = 30.0,
+    tick: Callable[[], None] = lambda: None,
 ) -> list[CheckResult]:
-    """Run every phase with every check; one CheckResult per distinct failure, or one pass."""
+    """Run every phase with every check: one result per schemathesis check that ran (its name
+    stays the same whether it passes or fails), one for engine errors, and one that says how
+    many stream cases the budget left out. `tick` is called after each scenario."""
     config = run_config(token, seed=seed, max_examples=max_examples, request_timeout=request_timeout)
-    results: list[CheckResult] = []
+    failures: dict[str, list[CheckResult]] = {}
+    ran: set[str] = set()
+    errors: list[CheckResult] = []
     seen: set[tuple[str, str, str]] = set()
+    began = time.monotonic()
     with _run_state(budget, request_timeout, SpecIndex.from_file(spec_path)):
         schema = _load(spec_path, config, app, base_url)
         for event in from_schema(schema).execute():
             if isinstance(event, events.ScenarioFinished):
-                results.extend(_failures(event, seen))
+                ran |= {node.name for nodes in event.recorder.checks.values() for node in nodes}
+                for failure in _failures(event, seen):
+                    failures.setdefault(failure.check, []).append(failure)
+                tick()
             elif isinstance(event, events.FatalError | events.NonFatalError):
-                results.append(_error(event))
-    if not any(r.failed for r in results):
-        results.append(CheckResult("schema", "schema.all_checks", "passed", "no failure in any phase"))
+                errors.append(_error(event))
+        left_out = len(_STATE.left_out)
+    seconds = time.monotonic() - began
+    results = [_per_check(f"schema.{name}", failures.get(f"schema.{name}", [])) for name in sorted(ran)]
+    results.append(_per_check("schema.errors", errors, "no error in the engine or the transport"))
+    results.append(_stream_cases(budget, left_out))
+    for result in results:
+        result.duration = seconds / len(results)
     return results
+
+
+def _per_check(name: str, failures: list[CheckResult], note: str = "no failure in any phase") -> CheckResult:
+    """One stable result per check: its first failure with steps, the others named in the message."""
+    if not failures:
+        return CheckResult("schema", name, "passed", note)
+    first, others = failures[0], failures[1:]
+    message = first.message
+    if others:
+        message += f"; {len(others)} more: " + "; ".join(f.message for f in others[:5])
+    return CheckResult("schema", name, "failed", message, first.steps, rule=first.rule)
+
+
+def _stream_cases(budget: Budget | None, left_out: int) -> CheckResult:
+    """Say what the schema part's share of the stream budget left unchecked."""
+    name = "schema.stream_cases"
+    if budget is None:
+        return CheckResult("schema", name, "passed", "no stream budget set")
+    figures = {"streams": budget.used, "left_out": left_out}
+    if budget.used == 0 and left_out:
+        reason = f"no stream budget left for this part: {left_out} positive stream cases sent without `input`"
+        return CheckResult("schema", name, "skipped", reason, skip="budget", figures=figures)
+    note = f"{budget.used} positive stream cases streamed"
+    if left_out:
+        note += f"; {left_out} left out for budget (sent without `input`, judged as such)"
+    return CheckResult("schema", name, "passed", note, figures=figures)
 
 
 def _failures(event: Any, seen: set[tuple[str, str, str]]) -> Iterator[CheckResult]:
@@ -266,6 +325,7 @@ def _failures(event: Any, seen: set[tuple[str, str, str]]) -> Iterator[CheckResu
                 "failed",
                 f"{case.operation.label} ({event.phase.value} phase): {failure.title}",
                 steps,
+                rule=f"schema.{node.name}",
             )
 
 
@@ -283,7 +343,13 @@ def _query(query: dict[str, Any]) -> str:
 
 
 def _error(event: Any) -> CheckResult:
+    """An engine or transport error (e.g. a connection dropped mid-stream), with the request."""
     label = getattr(event, "label", None) or "schemathesis"
     info = getattr(event, "info", None)
     message = str(getattr(info, "message", None) or getattr(event, "exception", "") or event)
-    return CheckResult("schema", "schema.errors", "failed", f"{label}: {message[:500]}")
+    method, _, path = label.partition(" ")
+    notes = " ".join(getattr(getattr(event, "value", None), "__notes__", ()))
+    sample = str(getattr(info, "code_sample", None) or notes.replace("Reproduce with:", "").strip())
+    step = Step(method, path, None, None, f"{message[:200]}; {sample}" if sample else message[:300])
+    step = step if path.startswith("/") else None
+    return CheckResult("schema", "schema.errors", "failed", f"{label}: {message[:500]}", [step] if step else [])

@@ -26,8 +26,9 @@ class StreamTiming:
     first_record_ms: list[float] = field(default_factory=list)
     gaps_ms: list[float] = field(default_factory=list)
     one_piece: int = 0  # streams that arrived as a single burst although they took a while
+    steps: list[Step] = field(default_factory=list)  # the requests of those streams
 
-    def add(self, capture: StreamCapture) -> None:
+    def add(self, capture: StreamCapture, request: Step) -> None:
         if not capture.timed:
             return
         times = capture.line_times()
@@ -37,15 +38,26 @@ class StreamTiming:
         self.gaps_ms.extend((b - a) * 1000 for a, b in itertools.pairwise(times))
         if len(times) > 2 and times[-1] > 0.2 and (times[-1] - times[0]) < 0.005:
             self.one_piece += 1
+            self.steps.append(request)
+
+    def figures(self) -> dict[str, float | int]:
+        """The measurements, in milliseconds (for the JSON and JUnit reports)."""
+        gaps = sorted(self.gaps_ms) or [0.0]
+        return {
+            "streams": len(self.first_record_ms),
+            "first_record_ms_p50": round(statistics.median(self.first_record_ms), 1),
+            "first_record_ms_max": round(max(self.first_record_ms), 1),
+            "gap_ms_p50": round(statistics.median(gaps), 1),
+            "gap_ms_max": round(gaps[-1], 1),
+            "one_piece": self.one_piece,
+        }
 
     def summary(self) -> str:
-        if not self.first_record_ms:
-            return "timing not measured (in-process target: the transport buffers bodies)"
-        gaps = sorted(self.gaps_ms) or [0.0]
+        f = self.figures()
         return (
-            f"time to first record p50 {statistics.median(self.first_record_ms):.1f} ms, "
-            f"max {max(self.first_record_ms):.1f} ms; inter-record gap p50 {statistics.median(gaps):.1f} ms, "
-            f"max {gaps[-1]:.1f} ms; streams arriving in one piece: {self.one_piece}"
+            f"{f['streams']} streams timed: time to first record p50 {f['first_record_ms_p50']} ms, "
+            f"max {f['first_record_ms_max']} ms; inter-record gap p50 {f['gap_ms_p50']} ms, "
+            f"max {f['gap_ms_max']} ms; streams arriving in one piece: {f['one_piece']}"
         )
 
 
@@ -97,7 +109,7 @@ class StreamChecker:
                 raise fail("stream.record_schema", f"line {number} {record!r} breaks the record schema")
             records.append(record)
         self._grammar(records, expect, fail)
-        self.timing.add(capture)
+        self.timing.add(capture, request)
         return records
 
     @staticmethod

@@ -38,6 +38,7 @@ class StreamCapture:
     arrivals: list[tuple[float, int]] = field(default_factory=list)  # (seconds since send, bytes so far)
     timed_out: bool = False
     timed: bool = True  # False when the transport buffers (in-process)
+    error: str = ""  # the connection broke (e.g. closed mid-stream): what the client saw
 
     def records(self) -> list[dict[str, Any]]:
         """Parsed records of complete lines (lines that do not parse are skipped, as homeport does)."""
@@ -83,6 +84,7 @@ class Target:
         self._portal: anyio.from_thread.BlockingPortal | None = None
         self._client: httpx.AsyncClient | None = None
         self._portal_cm: Any = None
+        self.last: Step | None = None  # the latest request, for the steps of an unexpected error
 
     @property
     def in_process(self) -> bool:
@@ -114,11 +116,17 @@ class Target:
         assert self._portal is not None and self._client is not None
         client = self._client
         sent = self._headers(token, headers)
-        return self._portal.call(lambda: client.request(method, path, headers=sent, **kwargs))
+        self.last = Step(method, path + _query(kwargs.get("params")), None, kwargs.get("json"))
+        response = self._portal.call(lambda: client.request(method, path, headers=sent, **kwargs))
+        self.last.status = response.status_code
+        return response
 
     def stream(self, body: dict[str, Any], *, token: str, headers: dict[str, str] | None = None) -> StreamCapture:
         assert self._portal is not None
-        return self._portal.call(self._stream, body, self._headers(token, headers))
+        self.last = Step("POST", "/api/chat/stream/", None, body)
+        capture = self._portal.call(self._stream, body, self._headers(token, headers))
+        self.last.status = capture.status or None
+        return capture
 
     async def _stream(self, body: dict[str, Any], headers: dict[str, str]) -> StreamCapture:
         assert self._client is not None
@@ -126,19 +134,36 @@ class Target:
         chunks: list[bytes] = []
         arrivals: list[tuple[float, int]] = []
         received = 0
-        status, response_headers, timed_out = 0, httpx.Headers(), False
+        status, response_headers, error = 0, httpx.Headers(), ""
         with anyio.move_on_after(self.stream_timeout) as deadline:
-            async with self._client.stream("POST", "/api/chat/stream/", json=body, headers=headers) as response:
-                status, response_headers = response.status_code, response.headers
-                async for chunk in response.aiter_raw():
-                    received += len(chunk)
-                    chunks.append(chunk)
-                    arrivals.append((time.perf_counter() - started, received))
-        timed_out = deadline.cancelled_caught
-        return StreamCapture(status, response_headers, b"".join(chunks), arrivals, timed_out, not self.in_process)
+            try:
+                async with self._client.stream("POST", "/api/chat/stream/", json=body, headers=headers) as response:
+                    status, response_headers = response.status_code, response.headers
+                    async for chunk in response.aiter_raw():
+                        received += len(chunk)
+                        chunks.append(chunk)
+                        arrivals.append((time.perf_counter() - started, received))
+            except httpx.TransportError as exc:  # a dropped connection is a finding with its request
+                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        capture = StreamCapture(status, response_headers, b"".join(chunks), arrivals, deadline.cancelled_caught)
+        capture.timed, capture.error = not self.in_process, error
+        return capture
+
+    def broken(self, capture: StreamCapture, body: Any) -> Step | None:
+        """The step of a stream whose connection broke, or None when it did not."""
+        if not capture.error:
+            return None
+        excerpt = f"connection broke after {len(capture.body)} bytes: {capture.error}"
+        return Step("POST", "/api/chat/stream/", capture.status or None, body, excerpt)
 
     def step(self, response: httpx.Response, body: Any = None, excerpt: str = "") -> Step:
         """A reproduction step for a plain response."""
         request = response.request
         path = request.url.raw_path.decode()
         return Step(request.method, path, response.status_code, body, excerpt)
+
+
+def _query(params: Any) -> str:
+    from urllib.parse import urlencode
+
+    return f"?{urlencode(params, doseq=True)}" if params else ""
