@@ -9,8 +9,17 @@ from mockserver.chat.injection import InjectionDetector, Pattern, severity_of, s
 
 @pytest.mark.parametrize(
     "score, severity",
-    [(0.0, "none"), (0.29, "none"), (0.3, "low"), (0.49, "low"), (0.5, "medium"), (0.7, "high"),
-     (0.89, "high"), (0.9, "critical"), (1.0, "critical")],
+    [
+        (0.0, "none"),
+        (0.29, "none"),
+        (0.3, "low"),
+        (0.49, "low"),
+        (0.5, "medium"),
+        (0.7, "high"),
+        (0.89, "high"),
+        (0.9, "critical"),
+        (1.0, "critical"),
+    ],
 )
 def test_severity_bands_are_half_open(score: float, severity: str) -> None:
     assert severity_of(score) == severity
