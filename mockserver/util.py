@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -14,3 +15,21 @@ def normalize_uuid(value: str) -> str:
 def format_datetime(value: datetime) -> str:
     """ISO 8601 in UTC with `Z`, DRF's default (microseconds whenever they are non-zero)."""
     return value.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problems(value: str) -> list[str]:
+    """What DRF's CharField validators say about characters no text field may hold.
+
+    NUL (`ProhibitNullCharactersValidator`) and lone surrogates such as a JSON `\\ud800`
+    escape (`ProhibitSurrogateCharactersValidator`, which names the first one): a surrogate
+    cannot be encoded as UTF-8, so once stored it would break every later answer showing it.
+    """
+    problems = []
+    if "\x00" in value:
+        problems.append("Null characters are not allowed.")
+    surrogate = _SURROGATE.search(value)
+    if surrogate is not None:
+        problems.append(f"Surrogate characters are not allowed: U+{ord(surrogate.group()):X}.")
+    return problems
