@@ -108,6 +108,7 @@ def _ensure_free(host: str, port: int) -> None:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from mockserver.api.limits import UVICORN_LIMITS
     from mockserver.app import ServerOptions, create_app
     from mockserver.users import DEFAULT_USERS_FILE
 
@@ -131,7 +132,7 @@ def serve(args: argparse.Namespace) -> int:
         print(f"  {user.username:<10} {role:<8} Authorization: Token {user.token}", flush=True)
     print(f"  control API: {base}/__mock__/  (reset, requests, config, scripts)", flush=True)
     print(f"  scenarios (X-Mock-Scenario): {', '.join(app.engine.scenario_names())}", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", **UVICORN_LIMITS)
     return 0
 
 

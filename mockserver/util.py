@@ -16,6 +16,7 @@ def format_datetime(value: datetime) -> str:
     """ISO 8601 in UTC with `Z`, DRF's default (microseconds whenever they are non-zero)."""
     return value.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
 
+
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 

@@ -9,7 +9,8 @@ from starlette.responses import Response
 
 from mockserver.api.auth import authenticate
 from mockserver.api.rendering import json_response
-from mockserver.errors import ApiError, NotFound
+from mockserver.errors import ApiError, NotFound, ParseError
+from mockserver.openapi.bodies import parse_json
 from mockserver.store import ChatStore, User
 
 CONFIGURATION: dict[str, Any] = {
@@ -73,8 +74,8 @@ class BootEndpoints:
 
     async def _password_login(self, request: Request) -> Response:
         try:
-            body = await request.json()
-        except ValueError:
+            body = parse_json(await request.body())
+        except ParseError:
             body = {}
         username = body.get("username") if isinstance(body, dict) else None
         password = body.get("password") if isinstance(body, dict) else None

@@ -14,7 +14,8 @@ from mockserver.chat.deployment import DeploymentSettings
 from mockserver.control.config import apply_config_patch, config_json
 from mockserver.control.journal import RequestJournal
 from mockserver.engine.scripts import Script, ScriptError, load_scripts_text
-from mockserver.errors import ApiError, ParseError
+from mockserver.errors import ApiError
+from mockserver.openapi.bodies import media_type, parse_json, request_charset
 
 SPEC_VERSION = "8.0.5"
 
@@ -106,7 +107,6 @@ def _script_json(script: Script) -> dict[str, Any]:
 
 
 async def _json_body(request: Request) -> Any:
-    try:
-        return await request.json()
-    except ValueError as exc:
-        raise ParseError(f"JSON parse error - {exc}") from None
+    """Read as the chat API reads JSON (DRF's parser): one reader, one set of refusals."""
+    _, params = media_type(request.headers.get("content-type", ""))
+    return parse_json(await request.body(), request_charset(params))
