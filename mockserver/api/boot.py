@@ -59,7 +59,7 @@ class BootEndpoints:
         self.store = store
 
     async def answer(self, request: Request) -> Response | None:
-        path, method = request.url.path, request.method
+        path, method = request.scope["path"], request.method  # not url.path: see SpecRouter
         if path == "/api/configuration/" and method == "GET":
             return json_response(CONFIGURATION)
         if path == "/api/users/me/" and method == "GET":
