@@ -39,9 +39,9 @@ class RawResponse:
 
 
 @contextmanager
-def served(app: MockApp) -> Iterator[int]:
+def served(app: MockApp, log_level: str = "critical") -> Iterator[int]:
     """Serve `app` on an ephemeral loopback port; yields the port."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical", **UVICORN_LIMITS)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level=log_level, **UVICORN_LIMITS)
     server = uvicorn.Server(config)
     runner = threading.Thread(target=server.run, name="uvicorn-hostile", daemon=True)
     runner.start()

@@ -153,7 +153,10 @@ class RequestValidator:
 
     def check(self, scope: Scope, operation: Operation, path_params: dict[str, str], body: bytes) -> RequestCheck:
         check = RequestCheck(operation, path_params)
-        request = _CoreRequest(scope, operation, path_params, b"" if operation.body_ignored else body)
+        # DRF parses a body only when the view reads `request.data`: never for an operation
+        # without a request body (a GET with a body is answered as if it had none).
+        unread = operation.body_ignored or not operation.body_media_types
+        request = _CoreRequest(scope, operation, path_params, b"" if unread else body)
         if request.body is not None:
             try:
                 self._parse_body(request, operation, check)
