@@ -221,6 +221,10 @@ def body_bytes(draw: st.DrawFn, uuids: list[str]) -> bytes:
 
 @st.composite
 def raw_requests(draw: st.DrawFn, uuids: list[str]) -> bytes:
+    """Half of the requests are hostile everywhere; the other half are well-formed except for
+    their values, so that they get past authentication and parsing into the chat domain."""
+    if draw(st.booleans()):
+        return draw(careful_requests(uuids))
     method, template = draw(st.sampled_from(TARGETS))
     method = draw(st.sampled_from([method, method, method, "GET", "POST", "OPTIONS", "HEAD", "DELETE", "BREW"]))
     target = draw(path_bytes(template, uuids)) + draw(query_bytes())
@@ -240,6 +244,31 @@ def raw_requests(draw: st.DrawFn, uuids: list[str]) -> bytes:
         headers.append(("Transfer-Encoding", "chunked"))
         body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
     return request_bytes(method, target, headers, body)
+
+
+@st.composite
+def careful_requests(draw: st.DrawFn, uuids: list[str]) -> bytes:
+    method, template = draw(st.sampled_from(TARGETS))
+    target = encoded(template.replace("{uuid}", draw(st.sampled_from(uuids))), "quoted") + draw(query_bytes())
+    token = draw(st.sampled_from(TOKENS))
+    fields = draw(
+        st.fixed_dictionaries(
+            {"input": st.one_of(hostile_text(), st.sampled_from(["hi", "hello there", "show my resources"]))},
+            optional={
+                "thread_uuid": st.sampled_from(uuids),
+                "update_thread_name": st.sampled_from(uuids),
+                "mode": st.sampled_from(["reload", "edit", None]),
+                "edit_message_uuid": st.sampled_from(uuids),
+            },
+        )
+    )
+    if draw(st.booleans()):
+        content_type, body = "application/json", json.dumps(fields).encode()
+    else:
+        content_type = "application/x-www-form-urlencoded"
+        body = b"&".join(encoded(k, "quoted") + b"=" + encoded(str(v or ""), "quoted") for k, v in fields.items())
+    headers: list[tuple[str, str | bytes]] = [("Authorization", f"Token {token}"), ("Content-Type", content_type)]
+    return request_bytes(method, target, headers, body if method != "GET" else b"")
 
 
 class _Errors(logging.Handler):
@@ -318,3 +347,45 @@ def test_no_raw_request_breaks_the_mock(fuzzed: tuple[MockApp, int, list[str]]) 
 
     check()
     assert_every_view_answers(port)
+
+
+# Keys whose values cannot slow the mock down (`speed` and `faults` can, on purpose).
+CONFIG_KEYS = ["injection_allowlist", "token_limits", "token_usage", "history_limit", "system_token_limits"]
+
+
+@st.composite
+def config_patches(draw: st.DrawFn) -> bytes:
+    keys = st.one_of(st.sampled_from(CONFIG_KEYS), hostile_text(2))
+    value = st.one_of(
+        json_value(),
+        st.lists(hostile_text(), max_size=3),
+        st.dictionaries(st.one_of(st.sampled_from(["alice", "daily_limit", "daily"]), hostile_text(2)), json_value()),
+    )
+    return json.dumps(draw(st.dictionaries(keys, value, max_size=3))).encode()
+
+
+@pytest.mark.slow
+def test_no_config_patch_breaks_the_mock(fuzzed: tuple[MockApp, int, list[str]]) -> None:
+    """The control API is unauthenticated by design: any JSON it accepts must keep it answering."""
+    _, port, _ = fuzzed
+
+    @settings(
+        max_examples=EXAMPLES // 4,
+        deadline=None,
+        database=None,
+        derandomize=not os.environ.get("HOSTILE_FUZZ_RANDOM"),
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(patch=config_patches())
+    def check(patch: bytes) -> None:
+        headers = [("Content-Type", "application/json")]
+        response = exchange(port, request_bytes("PATCH", "/__mock__/config", headers, patch), timeout=TIMEOUT)
+        assert response.status in (200, 400), (response.status, response.body[:300], patch[:300])
+        assert_every_view_answers(port)
+        stream = request_bytes(
+            "POST", "/api/chat/stream/", [("Authorization", "Token alice-token"), *headers], b'{"input": "hi"}'
+        )
+        assert exchange(port, stream, timeout=TIMEOUT).status in (200, 409)  # 409: a token limit reached
+
+    check()
+    assert exchange(port, request_bytes("POST", "/__mock__/reset", [])).status == 204
