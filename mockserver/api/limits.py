@@ -7,6 +7,9 @@ most 12 bytes each as JSON escapes: 600 KB). Headers: nginx's `large_client_head
 (4 x 8 KB) answers 400 "Request Header Or Cookie Too Large"; uvicorn's h11 implementation
 bounds the request line plus headers with `h11_max_incomplete_event_size` and answers 400
 too, while httptools has no limit at all (a 64 MB header was accepted), hence UVICORN_LIMITS.
+Measured on loopback: h11 refuses a 64 MB header in 2 ms (httptools took 4.8 s to accept it),
+costs about 0.08 ms more per request (0.20 against 0.12 ms on `/__mock__/health`, lost in the
+4-5 ms of a validated chat request), and streams records just as incrementally.
 """
 
 from __future__ import annotations
