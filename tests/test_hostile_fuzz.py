@@ -22,6 +22,7 @@ import os
 from collections.abc import Iterator
 from urllib.parse import quote
 
+import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -389,3 +390,58 @@ def test_no_config_patch_breaks_the_mock(fuzzed: tuple[MockApp, int, list[str]])
 
     check()
     assert exchange(port, request_bytes("POST", "/__mock__/reset", [])).status == 204
+
+
+# -- ASGI level: what other servers may pass on (h11 refuses it before the application) --------
+@st.composite
+def asgi_scopes(draw: st.DrawFn) -> dict[str, object]:
+    method, template = draw(st.sampled_from(TARGETS))
+    path = template.replace("{uuid}", draw(hostile_text())) + draw(st.sampled_from(["", "\n", "\ud800", "\x00"]))
+    raw_path = draw(st.one_of(st.just(encoded(path, "quoted")), st.binary(max_size=40).map(lambda b: b"/api/" + b)))
+    headers = [(b"authorization", draw(st.sampled_from([b"Token alice-token", b"Token staff-token", b"\xff\x00"])))]
+    headers += draw(
+        st.lists(
+            st.tuples(st.sampled_from([b"content-type", b"x-mock-scenario", b"host"]), st.binary(max_size=30)),
+            max_size=3,
+        )
+    )
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": draw(st.one_of(query_bytes(), st.binary(max_size=40))).lstrip(b"?"),
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+
+
+def test_no_asgi_scope_breaks_the_mock() -> None:
+    """Bytes no HTTP/1.1 parser of ours lets through (non-ASCII targets, NULs in headers, a
+    path with a lone surrogate): the application itself must still answer, never raise."""
+    app = create_app(ServerOptions(validate_responses=True, speed=0))
+
+    @settings(
+        max_examples=EXAMPLES, deadline=None, database=None, derandomize=not os.environ.get("HOSTILE_FUZZ_RANDOM")
+    )
+    @given(scope=asgi_scopes(), body=st.binary(max_size=60))
+    def check(scope: dict[str, object], body: bytes) -> None:
+        sent: list[dict[str, object]] = []
+
+        async def receive() -> dict[str, object]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: dict[str, object]) -> None:
+            sent.append(message)
+
+        anyio.run(app, scope, receive, send)
+        assert sent[0]["type"] == "http.response.start"
+        assert sent[0]["status"] < 500, sent
+        assert not any(LEAK.search(m.get("body", b"")) for m in sent[1:])  # type: ignore[arg-type]
+
+    check()
+    assert not app.violations.drain()

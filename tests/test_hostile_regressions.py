@@ -319,40 +319,86 @@ def test_a_body_at_the_limit_is_read(port: int) -> None:
     assert call(port, "POST", "/api/chat/stream/", [JSON, auth()], payload).status == 200
 
 
-def test_an_anonymous_body_is_never_read() -> None:
-    """ASGI level: for a caller without valid credentials the app never asks for the body."""
-    app = create_app(ServerOptions(speed=0))
+def asgi_call(
+    app: MockApp,
+    method: str,
+    path: str,
+    headers: list[tuple[bytes, bytes]],
+    *,
+    body: bytes = b"",
+    query: bytes = b"",
+    raw_path: bytes | None = None,
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Call the application directly with a scope no HTTP/1.1 parser of ours would produce.
+
+    Returns the messages sent and a record of every `receive` call."""
     asked: list[str] = []
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
         asked.append("receive")
-        return {"type": "http.request", "body": b"[" * 100_000, "more_body": False}
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": raw_path if raw_path is not None else path.encode("utf-8", "surrogatepass"),
+        "query_string": query,
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }
+    anyio.run(app, scope, receive, send)
+    return sent, asked
+
+
+def test_an_anonymous_body_is_never_read() -> None:
+    """ASGI level: for a caller without valid credentials the app never asks for the body."""
+    app = create_app(ServerOptions(speed=0))
     for authorization in (None, b"Token wrong-token", b"Token"):
         headers = [(b"content-type", b"application/json")]
         if authorization is not None:
             headers.append((b"authorization", authorization))
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": "/api/chat/stream/",
-            "raw_path": b"/api/chat/stream/",
-            "query_string": b"",
-            "headers": headers,
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 80),
-        }
-        anyio.run(app, scope, receive, send)
+        sent, asked = asgi_call(app, "POST", "/api/chat/stream/", headers, body=b"[" * 100_000)
         assert sent[0]["status"] == 401
         assert asked == []
-        sent.clear()
+    sent, asked = asgi_call(app, "POST", "/api/chat/stream/", [(b"authorization", b"Token alice-token")], body=b"{}")
+    assert sent[0]["status"] == 400
+    assert asked == ["receive"]  # the control: a known caller's body is read
+
+
+# -- found by the fuzzer ----------------------------------------------------------------------
+def test_a_get_with_a_body_is_answered_as_if_it_had_none(port: int) -> None:
+    """DRF never parses the body of a view that does not read `request.data`."""
+    response = call(port, "GET", "/api/chat-sessions/", [JSON, auth()], b"{not json")
+    assert response.status == 200
+
+
+def test_a_request_target_outside_ascii_is_a_400_under_any_server() -> None:
+    """h11 refuses it itself; another server would pass it on, and Starlette then failed on it."""
+    app = create_app(ServerOptions(speed=0))
+    sent, _ = asgi_call(
+        app, "GET", "/api/chat-sessions/current", [(b"authorization", b"Token alice-token")], query=b"x=\xff"
+    )
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"]) == {
+        "detail": "Invalid request target: bytes outside ASCII must be percent-encoded."
+    }
+
+
+def test_the_slash_redirect_escapes_what_it_cannot_spell() -> None:
+    app = create_app(ServerOptions(speed=0))
+    headers = [(b"authorization", b"Token alice-token")]
+    sent, _ = asgi_call(app, "GET", "/api/chat-sessions/\ud800", headers, raw_path=b"/api/chat-sessions/%ED%A0%80")
+    assert sent[0]["status"] == 301
+    assert dict(sent[0]["headers"])[b"location"].endswith(b"/api/chat-sessions/%ED%A0%80/")
 
 
 def test_a_huge_header_is_refused_at_once(port: int) -> None:

@@ -42,8 +42,17 @@ class HeadersTooLarge(ApiError):
         super().__init__(f"Request line and headers too large: the limit is {MAX_HEADER_BYTES} bytes.")
 
 
+class TargetNotAscii(ApiError):
+    """h11 (what `serve` runs) refuses such a request line itself; other servers pass it on,
+    and Starlette's `request.url` then fails on a query that is not UTF-8."""
+
+    status_code = 400
+    default_detail = "Invalid request target: bytes outside ASCII must be percent-encoded."
+
+
 class RequestLimits:
-    """400 for a request head above MAX_HEADER_BYTES, 413 for a body above MAX_BODY_BYTES.
+    """400 for a request head above MAX_HEADER_BYTES (or a target that is not ASCII), 413 for
+    a body above MAX_BODY_BYTES.
 
     h11's limit applies to what it has buffered of an incomplete head, so a head that arrives
     in one read may pass it by up to a read's size: the exact limit is checked here (and under
@@ -76,7 +85,10 @@ class RequestLimits:
             await error_response(RequestTooLarge())(scope, receive, send)
 
     def _refusal(self, scope: Scope) -> ApiError | None:
-        head = len(scope.get("raw_path") or b"") + len(scope.get("query_string", b""))
+        target = (scope.get("raw_path") or b"") + b"?" + scope.get("query_string", b"")
+        if not target.isascii():
+            return TargetNotAscii()
+        head = len(target)
         head += sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
         if head > self.header_limit:
             return HeadersTooLarge()

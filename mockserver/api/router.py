@@ -70,7 +70,7 @@ class SpecRouter:
             return self._refuse(request, PathRoute(path, re.compile(re.escape(path))))
         if not path.endswith("/") and (self.spec.find(path + "/") or self.spec.is_refused(path + "/")):
             # Django's APPEND_SLASH redirects to the escaped path (`escape_uri_path`).
-            location = request.url.replace(path=quote(path + "/", safe="/:@&+$,-_.!~*'()"))
+            location = request.url.replace(path=quote(path + "/", safe="/:@&+$,-_.!~*'()", errors="surrogatepass"))
             return RedirectResponse(str(location), status_code=301)
         answer = await self.boot.answer(request)
         if answer is not None:
