@@ -64,7 +64,7 @@ class RequestLimits:
 
     def __init__(self, app: ASGIApp, body_limit: int = MAX_BODY_BYTES, header_limit: int = MAX_HEADER_BYTES):
         self.app = app
-        self.limit = body_limit
+        self.body_limit = body_limit
         self.header_limit = header_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -75,7 +75,7 @@ class RequestLimits:
         if refusal is not None:
             await error_response(refusal)(scope, receive, send)
             return
-        guard = _Guard(self.limit, receive, send)
+        guard = _Guard(self.body_limit, receive, send)
         try:
             await self.app(scope, guard.receive, guard.send)
         except Exception:
@@ -92,7 +92,7 @@ class RequestLimits:
         head += sum(len(name) + len(value) + 4 for name, value in scope.get("headers", []))
         if head > self.header_limit:
             return HeadersTooLarge()
-        if _declared_length(scope) > self.limit:
+        if _declared_length(scope) > self.body_limit:
             return RequestTooLarge()
         return None
 
