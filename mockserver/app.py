@@ -20,8 +20,10 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mockserver.api.auth import identifies_user
 from mockserver.api.context import Services
 from mockserver.api.endpoints import HANDLERS
+from mockserver.api.limits import RequestLimits
 from mockserver.api.rendering import json_response
 from mockserver.api.router import SpecRouter
 from mockserver.api.streaming import ConnectionDroppedOnPurpose
@@ -106,11 +108,13 @@ class MockApp:
         router = SpecRouter(self.spec, self.services, HANDLERS)
         middleware = [
             Middleware(JournalMiddleware, journal=self.journal),
+            Middleware(RequestLimits),
             Middleware(
                 ValidationMiddleware,
                 spec=self.spec,
                 validate_responses=self.options.validate_responses,
                 violations=self.violations,
+                caller_known=lambda scope: identifies_user(scope, self.store),
             ),
         ]
         if self.options.cors:

@@ -236,6 +236,7 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from mockserver.api.access_log import AccessLogMiddleware
+    from mockserver.api.limits import UVICORN_LIMITS
     from mockserver.app import ServerOptions, create_app
     from mockserver.users import DEFAULT_USERS_FILE
 
@@ -268,6 +269,7 @@ def serve(args: argparse.Namespace) -> int:
         port=args.port,
         log_level="warning",
         access_log=False,
+        **UVICORN_LIMITS,
     )
     logging.getLogger("uvicorn.error").addFilter(_explain_invalid_requests)
     uvicorn.Server(config).run()

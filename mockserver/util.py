@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 
@@ -19,3 +20,22 @@ def format_datetime(value: datetime) -> str:
 # Key in an ASGI scope's state: a list any layer may append a warning about this request to
 # (the journal shows them in the request's entry).
 REQUEST_WARNINGS = "request_warnings"
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_problems(value: str) -> list[str]:
+    """What DRF's CharField validators say about characters no text field may hold.
+
+    NUL (`ProhibitNullCharactersValidator`) and lone surrogates such as a JSON `\\ud800`
+    escape (`ProhibitSurrogateCharactersValidator`, which names the first one): a surrogate
+    cannot be encoded as UTF-8, so once stored it would break every later answer showing it.
+    """
+    problems = []
+    if "\x00" in value:
+        problems.append("Null characters are not allowed.")
+    surrogate = _SURROGATE.search(value)
+    if surrogate is not None:
+        problems.append(f"Surrogate characters are not allowed: U+{ord(surrogate.group()):X}.")
+    return problems

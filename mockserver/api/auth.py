@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from starlette.requests import Request
+from starlette.types import Scope
 
 from mockserver.errors import AuthenticationFailed, NotAuthenticated
 from mockserver.store import ChatStore, User
@@ -33,3 +34,12 @@ def authenticate(request: Request, store: ChatStore) -> User:
     if user.token_expired:
         raise AuthenticationFailed("Token has expired.")
     return user
+
+
+def identifies_user(scope: Scope, store: ChatStore) -> bool:
+    """Whether `authenticate` would let the request through: only then is its body read."""
+    try:
+        authenticate(Request(scope), store)
+    except NotAuthenticated:  # AuthenticationFailed included
+        return False
+    return True

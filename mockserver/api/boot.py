@@ -9,7 +9,8 @@ from starlette.responses import Response
 
 from mockserver.api.auth import authenticate
 from mockserver.api.rendering import json_response
-from mockserver.errors import ApiError, NotFound
+from mockserver.errors import ApiError, NotFound, ParseError
+from mockserver.openapi.bodies import parse_json
 from mockserver.store import ChatStore, User
 
 CONFIGURATION: dict[str, Any] = {
@@ -58,7 +59,7 @@ class BootEndpoints:
         self.store = store
 
     async def answer(self, request: Request) -> Response | None:
-        path, method = request.url.path, request.method
+        path, method = request.scope["path"], request.method  # not url.path: see SpecRouter
         if path == "/api/configuration/" and method == "GET":
             return json_response(CONFIGURATION)
         if path == "/api/users/me/" and method == "GET":
@@ -73,8 +74,8 @@ class BootEndpoints:
 
     async def _password_login(self, request: Request) -> Response:
         try:
-            body = await request.json()
-        except ValueError:
+            body = parse_json(await request.body())
+        except ParseError:
             body = {}
         username = body.get("username") if isinstance(body, dict) else None
         password = body.get("password") if isinstance(body, dict) else None

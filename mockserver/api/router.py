@@ -8,6 +8,7 @@ then answers 405 (or OPTIONS metadata). A path missing its trailing slash is red
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import RedirectResponse
@@ -42,7 +43,7 @@ class SpecRouter:
             response = await self._dispatch(request)
         except ApiError as error:
             response = error_response(error)
-        allow = self._allow(request.url.path)
+        allow = self._allow(scope["path"])
         await response(scope, receive, _with_header(send, b"allow", allow) if allow else send)
 
     def _allow(self, path: str) -> bytes | None:
@@ -54,7 +55,9 @@ class SpecRouter:
         return b"OPTIONS" if self.spec.is_refused(path) else None
 
     async def _dispatch(self, request: Request) -> ASGIApp:
-        path, method = request.url.path, request.method
+        # The scope's path, not `request.url.path`: urlsplit drops newlines and tabs, so
+        # `/current/\n` would pass for `/current/` there and miss the validation layer.
+        path, method = request.scope["path"], request.method
         found = self.spec.find(path)
         if found is not None:
             route, _ = found
@@ -66,7 +69,9 @@ class SpecRouter:
         if self.spec.is_refused(path):
             return self._refuse(request, PathRoute(path, re.compile(re.escape(path))))
         if not path.endswith("/") and (self.spec.find(path + "/") or self.spec.is_refused(path + "/")):
-            return RedirectResponse(str(request.url.replace(path=path + "/")), status_code=301)
+            # Django's APPEND_SLASH redirects to the escaped path (`escape_uri_path`).
+            location = request.url.replace(path=quote(path + "/", safe="/:@&+$,-_.!~*'()", errors="surrogatepass"))
+            return RedirectResponse(str(location), status_code=301)
         answer = await self.boot.answer(request)
         if answer is not None:
             return answer

@@ -18,7 +18,8 @@ from mockserver.control.config import apply_config_patch, config_json
 from mockserver.control.journal import JournalFilter, RequestJournal
 from mockserver.engine.scripts import Script, ScriptError, load_scripts_text
 from mockserver.engine.scripts.loader import MAX_SCRIPT_BYTES
-from mockserver.errors import ApiError, ParseError
+from mockserver.errors import ApiError
+from mockserver.openapi.bodies import media_type, parse_json, request_charset
 
 SPEC_VERSION = "8.0.5"
 PUT_SCRIPTS_SOURCE = "<PUT /__mock__/scripts>"
@@ -78,7 +79,7 @@ class ControlAPI:
             if body is None:
                 return _too_large("configuration patches", CONFIG_BODY_LIMIT)
             try:
-                apply_config_patch(self.settings(), _parse_json(body))
+                apply_config_patch(self.settings(), _parse_json(request, body))
             except ApiError as error:
                 return error_response(error)
         return json_response(config_json(self.settings()))
@@ -165,8 +166,7 @@ def _too_large(what: str, limit: int) -> Response:
     return json_response({"detail": f"Request body too large: {what} are limited to {limit} bytes."}, status=413)
 
 
-def _parse_json(body: bytes) -> Any:
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested thousands deep
-        raise ParseError(f"JSON parse error - {exc}") from None
+def _parse_json(request: Request, body: bytes) -> Any:
+    """Read as the chat API reads JSON (DRF's parser): one reader, one set of refusals."""
+    _, params = media_type(request.headers.get("content-type", ""))
+    return parse_json(body, request_charset(params))

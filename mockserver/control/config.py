@@ -16,6 +16,7 @@ from typing import Any
 from mockserver.chat.deployment import PERIODS, DeploymentSettings, TokenLimits
 from mockserver.engine.faults import Faults, FaultSyntaxError, faults_from_mapping
 from mockserver.errors import ValidationFailed
+from mockserver.util import text_problems
 
 
 class _Invalid(ValueError):
@@ -79,6 +80,7 @@ def _per_user(current: dict[str, Any], patch: Any, merge: Callable[[Any, Any], A
         raise _Invalid("Expected an object keyed by username.")
     result = dict(current)
     for user, entry in patch.items():
+        _text(user)
         if entry is None:
             result.pop(user, None)
         else:
@@ -104,7 +106,16 @@ def _faults(current: Faults, patch: Any) -> Faults:
 def _strings(_: Any, value: Any) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise _Invalid("Expected a list of strings.")
+    for text in value:
+        _text(text)
     return list(value)
+
+
+def _text(value: str) -> None:
+    """Stored text must be renderable later: the chat API's one check (NUL, lone surrogates)."""
+    problems = text_problems(value)
+    if problems:
+        raise _Invalid(" ".join(problems))
 
 
 def _speed(_: Any, value: Any) -> float:

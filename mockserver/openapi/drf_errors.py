@@ -11,6 +11,8 @@ from typing import Any
 
 from jsonschema.exceptions import ValidationError as SchemaError
 
+from mockserver.util import text_problems
+
 FieldErrors = dict[str, list[str]]
 
 _TYPE_MESSAGES = {
@@ -37,6 +39,17 @@ def _leaf(error: SchemaError) -> SchemaError:
     return error
 
 
+def body_messages(error: SchemaError) -> list[str]:
+    """The DRF serializer messages for one schema error on a body field.
+
+    A text pattern fails once however many forbidden characters the value holds, but DRF
+    runs every CharField validator and reports each: NUL and lone surrogates both."""
+    leaf = _leaf(error)
+    if leaf.validator == "pattern" and isinstance(leaf.instance, str) and leaf.instance.strip():
+        return text_problems(leaf.instance) or [body_message(leaf)]
+    return [body_message(leaf)]
+
+
 def body_message(error: SchemaError) -> str:
     """The DRF serializer message for one schema error on a body field."""
     error = _leaf(error)
@@ -55,8 +68,6 @@ def body_message(error: SchemaError) -> str:
             return f"Ensure this field has no more than {error.validator_value} characters."
         case "minLength" | "pattern" if isinstance(value, str) and not value.strip():
             return "This field may not be blank."
-        case "pattern" if isinstance(value, str) and "\x00" in value:
-            return "Null characters are not allowed."
         case "format" if error.validator_value == "uuid":
             return "Must be a valid UUID."
         case "enum" | "const":
@@ -84,9 +95,9 @@ def body_errors(errors: Iterable[SchemaError], body: Any) -> FieldErrors | None:
         if error.validator == "additionalProperties":
             continue  # DRF ignores unknown keys
         name = str(error.path[0]) if error.path else "non_field_errors"
-        message = body_message(error)
-        if message not in result.setdefault(name, []):
-            result[name].append(message)
+        for message in body_messages(error):
+            if message not in result.setdefault(name, []):
+                result[name].append(message)
     return result or None
 
 

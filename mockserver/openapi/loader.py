@@ -32,14 +32,15 @@ NDJSON = "application/x-ndjson"
 FAST_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-UUID_SPELLING = re.compile(r"^[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}$")
+# Used with `fullmatch`: `re.match` with `$` also accepts a trailing newline (`<uuid>\n`).
+UUID_SPELLING = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 
 
 def is_uuid(value: object) -> bool:
     """32 hex digits, with or without the four hyphens (the spellings the contract allows)."""
     if not isinstance(value, str):
         return True  # a format constrains strings only; `type` handles the rest
-    return UUID_SPELLING.match(value) is not None
+    return UUID_SPELLING.fullmatch(value) is not None
 
 
 @dataclass(frozen=True)
@@ -64,13 +65,13 @@ class PathRoute:
     operations: dict[str, Operation] = field(default_factory=dict)  # by upper-case method
 
     def match(self, path: str) -> dict[str, str] | None:
-        found = self.regex.match(path)
+        found = self.regex.fullmatch(path)  # not `match`: `$` would let `/x/\n` through
         return found.groupdict() if found else None
 
 
 def _template_regex(template: str) -> re.Pattern[str]:
     pattern = re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(template))
-    return re.compile(f"^{pattern}$")
+    return re.compile(pattern)
 
 
 class SpecIndex:

@@ -1,6 +1,7 @@
 """Pure-ASGI request and response validation against the spec, without buffering streams.
 
-Requests: the body is read once and replayed downstream; openapi-core validates the
+Requests: the body is read once and replayed downstream (only for callers with a valid
+token: Waldur authenticates before DRF reads a body); openapi-core validates the
 parameters and the body, and the result is left in `scope["state"]["request_check"]`
 as a `RequestCheck` that the endpoint raises at the point where Waldur runs the same
 check (for the stream: after the feature flag, authentication and upstream checks).
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl
@@ -34,8 +36,9 @@ from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver.errors import ApiError, NotFound, ParseError, UnsupportedMediaType, ValidationFailed
+from mockserver.openapi.bodies import media_type, parse_json, request_charset
 from mockserver.openapi.drf_errors import body_errors, query_message
-from mockserver.openapi.loader import NDJSON, Operation, SpecIndex
+from mockserver.openapi.loader import HTTP_METHODS, NDJSON, Operation, SpecIndex
 
 log = logging.getLogger("mockserver.validation")
 FORM = "application/x-www-form-urlencoded"
@@ -130,7 +133,11 @@ class _CoreRequest:
         self.path_pattern = operation.path
         self.method = operation.method.lower()
         self.body = body or None
-        self.content_type = headers.get("content-type") or "application/json"
+        # The header as sent names the media type in a 415; openapi-core gets `type/subtype`
+        # only (it raises on a parameter without `=`, and DRF ignores parameters anyway).
+        self.content_type_header = headers.get("content-type") or "application/json"
+        self.media_type, self.media_params = media_type(self.content_type_header)
+        self.content_type = self.media_type
 
 
 class _CoreResponse:
@@ -147,7 +154,10 @@ class RequestValidator:
 
     def check(self, scope: Scope, operation: Operation, path_params: dict[str, str], body: bytes) -> RequestCheck:
         check = RequestCheck(operation, path_params)
-        request = _CoreRequest(scope, operation, path_params, b"" if operation.body_ignored else body)
+        # DRF parses a body only when the view reads `request.data`: never for an operation
+        # without a request body (a GET with a body is answered as if it had none).
+        unread = operation.body_ignored or not operation.body_media_types
+        request = _CoreRequest(scope, operation, path_params, b"" if unread else body)
         if request.body is not None:
             try:
                 self._parse_body(request, operation, check)
@@ -165,17 +175,15 @@ class RequestValidator:
     def _parse_body(request: _CoreRequest, operation: Operation, check: RequestCheck) -> None:
         """Parse JSON (or a form the operation accepts) as DRF does, strip trimmed fields, and
         hand openapi-core the normalised JSON so it validates what the view will see."""
-        media = request.content_type.split(";")[0].strip().lower()
+        media = request.media_type
         raw = request.body or b""
+        charset = request_charset(request.media_params)
         if media == FORM and FORM in operation.body_media_types:
-            form = dict(parse_qsl(raw.decode("utf-8", errors="replace"), keep_blank_values=True))
+            form = dict(_parse_form(raw, charset))
             # DRF's Field.get_value: in form data an empty value of a nullable field is null.
             check.body = {k: None if v == "" and k in operation.nullable_fields else v for k, v in form.items()}
         elif media == "application/json" or media.endswith("+json"):
-            try:
-                check.body = json.loads(raw)
-            except ValueError as exc:
-                raise ParseError(f"JSON parse error - {exc}") from None
+            check.body = parse_json(raw, charset)
         else:
             return  # openapi-core answers for media types the operation does not take
         if isinstance(check.body, dict):
@@ -200,7 +208,7 @@ class RequestValidator:
         elif isinstance(error, RequestBodyValidationError):
             cause = error.__cause__
             if isinstance(cause, MediaTypeNotFound):
-                check.error = UnsupportedMediaType(request.content_type)
+                check.error = UnsupportedMediaType(request.content_type_header)
             elif isinstance(cause, InvalidSchemaValue):
                 errors = [e for e in cause.schema_errors if not _checked_by_view(e, check.operation)]
                 out.update(body_errors(errors, check.body) or {})
@@ -235,6 +243,22 @@ def _checked_by_view(error: SchemaError, operation: Operation) -> bool:
     return (field, error.validator) in operation.view_checks and not refused_null
 
 
+# Django's DATA_UPLOAD_MAX_NUMBER_FIELDS and the message of its TooManyFieldsSent (a 400).
+MAX_FORM_FIELDS = 1000
+
+
+def _parse_form(raw: bytes, charset: str) -> list[tuple[str, str]]:
+    """Django's QueryDict: decode with the charset (Latin-1 if that fails), then the pairs."""
+    try:
+        text = raw.decode(charset)
+    except UnicodeDecodeError:
+        text = raw.decode("latin-1")
+    try:
+        return parse_qsl(text, keep_blank_values=True, encoding=charset, max_num_fields=MAX_FORM_FIELDS)
+    except ValueError:
+        raise ParseError("The number of GET/POST parameters exceeded settings.DATA_UPLOAD_MAX_NUMBER_FIELDS.") from None
+
+
 class ValidationMiddleware:
     """Runs request validation for spec operations and, optionally, response validation."""
 
@@ -245,9 +269,12 @@ class ValidationMiddleware:
         *,
         validate_responses: bool = False,
         violations: ViolationLog | None = None,
+        caller_known: Callable[[Scope], bool] = lambda scope: True,
     ):
         self.app = app
         self.spec = spec
+        self.caller_known = caller_known
+        self.open_operations = _open_operations(spec.document)
         self.requests = RequestValidator(spec)
         self.validate_responses = validate_responses
         self.violations = violations or ViolationLog()
@@ -262,22 +289,44 @@ class ValidationMiddleware:
         if found is None or operation is None:
             await self.app(scope, receive, send)
             return
-        body, replay = await _buffer_request(receive)
-        check = self.requests.check(scope, operation, found[1], body)
+        if operation.operation_id in self.open_operations or self.caller_known(scope):
+            buffered = await _buffer_request(receive)
+            if buffered is None:
+                return  # the client went away (or passed the body limit) before the body ended
+            body, receive = buffered
+            check = self.requests.check(scope, operation, found[1], body)
+        else:
+            # Waldur authenticates before DRF reads the body: an anonymous or bad token gets
+            # its 401 without the body being read, parsed or validated (no work to be had).
+            check = RequestCheck(operation, found[1])
         scope.setdefault("state", {})["request_check"] = check
         if self.validate_responses:
             send = _ResponseChecker(self, scope, operation, send).send
-        await self.app(scope, replay, send)
+        await self.app(scope, receive, send)
 
 
-async def _buffer_request(receive: Receive) -> tuple[bytes, Receive]:
+def _open_operations(document: dict[str, Any]) -> frozenset[str]:
+    """Operations whose security admits anonymous callers (none in Waldur's chat API)."""
+    default = document.get("security", [])
+    return frozenset(
+        op["operationId"]
+        for item in document.get("paths", {}).values()
+        for method, op in item.items()
+        if method in HTTP_METHODS and _admits_anonymous(op.get("security", default))
+    )
+
+
+def _admits_anonymous(requirements: list[dict[str, Any]]) -> bool:
+    return not requirements or {} in requirements
+
+
+async def _buffer_request(receive: Receive) -> tuple[bytes, Receive] | None:
+    """The whole body and a `receive` that replays it; None if the client left before its end."""
     chunks: list[bytes] = []
-    disconnected: list[Message] = []
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            disconnected.append(message)
-            break
+            return None
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             break
@@ -289,8 +338,6 @@ async def _buffer_request(receive: Receive) -> tuple[bytes, Receive]:
         if not sent:
             sent = True
             return {"type": "http.request", "body": body, "more_body": False}
-        if disconnected:
-            return disconnected[0]
         return await receive()
 
     return body, replay
