@@ -30,6 +30,7 @@ from mockserver.api.streaming import ConnectionDroppedOnPurpose
 from mockserver.chat.deployment import DeploymentSettings
 from mockserver.chat.injection import InjectionDetector
 from mockserver.chat.service import ChatService
+from mockserver.control.api import BODY_LIMITS as CONTROL_BODY_LIMITS
 from mockserver.control.api import ControlAPI
 from mockserver.control.guard import ControlOriginGuard
 from mockserver.control.journal import CONTROL_PREFIX, JournalMiddleware, RequestJournal
@@ -108,7 +109,7 @@ class MockApp:
         router = SpecRouter(self.spec, self.services, HANDLERS)
         middleware = [
             Middleware(JournalMiddleware, journal=self.journal),
-            Middleware(RequestLimits),
+            Middleware(RequestLimits, path_limits=CONTROL_BODY_LIMITS),
             Middleware(
                 ValidationMiddleware,
                 spec=self.spec,

@@ -17,6 +17,7 @@ import pytest
 
 from mockserver.api.limits import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from mockserver.app import MockApp, ServerOptions, create_app
+from mockserver.control.api import BODY_LIMITS as CONTROL_BODY_LIMITS
 from mockserver.openapi.bodies import MAX_JSON_DEPTH
 from tests.rawhttp import LEAK, RawResponse, exchange, request_bytes, served
 
@@ -298,19 +299,22 @@ def chunked(total: int, piece: int = 65536) -> bytes:
 
 
 @pytest.mark.parametrize(
-    ("method", "path", "headers"),
+    ("method", "path", "headers", "limit"),
     [
-        ("POST", "/api/chat/stream/", [JSON, auth()]),
-        ("PATCH", "/__mock__/config", [JSON]),
-        ("PUT", "/__mock__/scripts", [("Content-Type", "application/yaml")]),
+        ("POST", "/api/chat/stream/", [JSON, auth()], MAX_BODY_BYTES),
+        ("PATCH", "/__mock__/config", [JSON], CONTROL_BODY_LIMITS["/__mock__/config"]),
+        ("PUT", "/__mock__/scripts", [("Content-Type", "application/yaml")], CONTROL_BODY_LIMITS["/__mock__/scripts"]),
     ],
 )
 def test_a_chunked_body_past_the_limit_is_413_and_nothing_is_acted_on(
-    port: int, method: str, path: str, headers: list[tuple[str, str]]
+    port: int, method: str, path: str, headers: list[tuple[str, str]], limit: int
 ) -> None:
-    request = request_bytes(method, path, [*headers, ("Transfer-Encoding", "chunked")], chunked(MAX_BODY_BYTES + 1))
+    request = request_bytes(method, path, [*headers, ("Transfer-Encoding", "chunked")], chunked(limit + 1))
     response = exchange(port, request)
-    assert (response.status, response.json()) == (413, TOO_LARGE)
+    assert (response.status, response.json()) == (
+        413,
+        {"detail": f"Request body too large: the limit is {limit} bytes."},
+    )
     assert call(port, "GET", "/api/chat-messages/", [auth()]).json() == []
 
 

@@ -7,14 +7,14 @@ from pathlib import PurePath
 from typing import Any, Protocol
 
 import anyio.to_thread
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from mockserver.api.rendering import error_response, json_response, no_content
 from mockserver.chat.deployment import DeploymentSettings
 from mockserver.control.config import apply_config_patch, config_json
-from mockserver.control.journal import JournalFilter, RequestJournal
+from mockserver.control.journal import CONTROL_PREFIX, JournalFilter, RequestJournal
 from mockserver.engine.scripts import Script, ScriptError, load_scripts_text
 from mockserver.engine.scripts.loader import MAX_SCRIPT_BYTES
 from mockserver.errors import ApiError
@@ -23,6 +23,8 @@ from mockserver.openapi.bodies import media_type, parse_json, request_charset
 SPEC_VERSION = "8.0.5"
 PUT_SCRIPTS_SOURCE = "<PUT /__mock__/scripts>"
 CONFIG_BODY_LIMIT = 64 * 1024  # a configuration patch is a few hundred bytes
+# Body limits of the control API's routes, below the chat API's (enforced by api.limits.RequestLimits).
+BODY_LIMITS = {f"{CONTROL_PREFIX}config": CONFIG_BODY_LIMIT, f"{CONTROL_PREFIX}scripts": MAX_SCRIPT_BYTES}
 TRUE_VALUES = {"true", "1", "yes"}
 FALSE_VALUES = {"false", "0", "no", ""}
 
@@ -74,11 +76,8 @@ class ControlAPI:
 
     async def config(self, request: Request) -> Response:
         if request.method == "PATCH":
-            body = await _bounded_body(request, CONFIG_BODY_LIMIT)
-            if body is None:
-                return _too_large("configuration patches", CONFIG_BODY_LIMIT)
             try:
-                apply_config_patch(self.settings(), _parse_json(request, body))
+                apply_config_patch(self.settings(), _parse_json(request, await request.body()))
             except ApiError as error:
                 return error_response(error)
         return json_response(config_json(self.settings()))
@@ -95,14 +94,11 @@ class ControlAPI:
         return json_response({"scripts": [_script_json(s) for s in self.scripts.current()]})
 
     async def _replace_scripts(self, request: Request) -> Response | None:
-        """Read at most MAX_SCRIPT_BYTES, then parse and check in a worker thread (the loop stays free)."""
+        """Parse and check in a worker thread (the loop stays free); BODY_LIMITS bounds the text."""
         allow = request.query_params.get("allow_no_catch_all", "").lower()
         if allow not in TRUE_VALUES | FALSE_VALUES:
             return json_response({"allow_no_catch_all": ["Must be a valid boolean."]}, status=400)
-        body = await _bounded_body(request, MAX_SCRIPT_BYTES)
-        if body is None:
-            return _too_large("script sets", MAX_SCRIPT_BYTES)
-        text = body.decode("utf-8", errors="replace")
+        text = (await request.body()).decode("utf-8", errors="replace")
 
         def load() -> None:
             scripts = load_scripts_text(text, PUT_SCRIPTS_SOURCE)
@@ -141,28 +137,6 @@ def _relative_source(script: Script) -> str:
     only), never an absolute path."""
     name = script.file if script.file.startswith("<") else PurePath(script.file).name  # "<PUT ...>" stays
     return f"{name}:{script.line}" if script.line else name
-
-
-async def _bounded_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None as soon as it is known to exceed `limit` (by Content-Length or while reading)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                return None
-            chunks.append(chunk)
-    except ClientDisconnect:
-        pass
-    return b"".join(chunks)
-
-
-def _too_large(what: str, limit: int) -> Response:
-    return json_response({"detail": f"Request body too large: {what} are limited to {limit} bytes."}, status=413)
 
 
 def _parse_json(request: Request, body: bytes) -> Any:
