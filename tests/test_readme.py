@@ -53,23 +53,22 @@ BUNDLER = "esbuild@0.28.2"
 GENERATOR = "@hey-api/openapi-ts@0.77.0"
 TYPESCRIPT = "typescript@5.9.3"
 PUBLISHED_SCHEMA = ROOT / "tests" / "data" / "waldur-published" / "waldur-8.0.5-chat.yaml"
-# One SDK function per chat operation of Waldur 8.0.5, as waldur-js-client 8.0.5 names them.
-CHAT_FUNCTIONS_8_0_5 = frozenset(
-    {
-        "chatMessagesList",
-        "chatQuotaSetQuota",
-        "chatQuotaUsageRetrieve",
-        "chatSessionsCurrentRetrieve",
-        "chatSessionsList",
-        "chatSessionsRetrieve",
-        "chatStream",
-        "chatThreadsArchive",
-        "chatThreadsList",
-        "chatThreadsRetrieve",
-        "chatThreadsUnarchive",
-        "chatToolsExecute",
-    }
-)
+# One SDK function per chat operation of Waldur 8.0.5, as waldur-js-client 8.0.5 names them,
+# and whether its `options` may be left out (no required path parameter or body).
+CHAT_FUNCTIONS_8_0_5: dict[str, bool] = {
+    "chatMessagesList": True,
+    "chatQuotaSetQuota": False,
+    "chatQuotaUsageRetrieve": False,
+    "chatSessionsCurrentRetrieve": True,
+    "chatSessionsList": True,
+    "chatSessionsRetrieve": False,
+    "chatStream": False,
+    "chatThreadsArchive": False,
+    "chatThreadsList": True,
+    "chatThreadsRetrieve": False,
+    "chatThreadsUnarchive": False,
+    "chatToolsExecute": False,
+}
 JS_IMPORT = re.compile(r"import\s*\{([^}]*)\}\s*from\s*['\"](waldur-js-client[^'\"]*)['\"]")
 
 
@@ -421,15 +420,39 @@ def test_js_client_exports_the_chat_functions(js_client: JsClient) -> None:
     """The client the js blocks run against has every chat function of 8.0.5 and all the README imports."""
     wanted = _readme_js_imports()
     assert wanted.get("waldur-js-client"), "the README's js blocks import nothing from waldur-js-client"
-    wanted["waldur-js-client"] |= CHAT_FUNCTIONS_8_0_5
+    wanted["waldur-js-client"].update(CHAT_FUNCTIONS_8_0_5)
     for specifier, names in sorted(wanted.items()):
         result = _bundle_and_run(_PROBE.format(specifier=json.dumps(specifier)), js_client.directory)
         assert result.returncode == 0, f"{js_client.source}: cannot import {specifier}\n{result.stderr[-2000:]}"
         exported: dict[str, str] = json.loads(result.stdout)
         missing = sorted(names - exported.keys())
         assert not missing, f"{js_client.source}: {specifier} does not export {missing}"
-        not_functions = sorted(name for name in names & CHAT_FUNCTIONS_8_0_5 if exported[name] != "function")
+        not_functions = sorted(name for name in names & set(CHAT_FUNCTIONS_8_0_5) if exported[name] != "function")
         assert not not_functions, f"{js_client.source}: {specifier}: not functions: {not_functions}"
+
+
+@pytest.mark.slow
+def test_js_client_chat_signatures_are_those_of_8_0_5(js_client: JsClient) -> None:
+    """Each chat function is declared as in 8.0.5: `(options[?]: Options<XData>) => RequestResult<XResponses>`."""
+    package = js_client.directory / "node_modules" / "waldur-js-client"
+    version = json.loads((package / "package.json").read_text(encoding="utf-8"))["version"]
+    if version != "8.0.5":
+        pytest.skip(f"{js_client.source} is version {version}: the signatures checked here are those of 8.0.5")
+    declarations = (package / "dist" / "sdk.gen.d.ts").read_text(encoding="utf-8")
+    wrong = [name for name, optional in CHAT_FUNCTIONS_8_0_5.items() if not _declared(declarations, name, optional)]
+    assert not wrong, f"{js_client.source}: not declared as in 8.0.5: {wrong}"
+
+
+def _declared(declarations: str, name: str, optional: bool) -> bool:
+    """Whether the .d.ts declares `name` with the hey-api SDK signature of its operation."""
+    operation = name[0].upper() + name[1:]
+    may_be_left_out = r"\?" if optional else ""
+    signature = (
+        rf"export declare const {name}: <ThrowOnError extends boolean = false>"
+        rf"\(options{may_be_left_out}: Options<{operation}Data, ThrowOnError>\) => "
+        rf"[^;]*RequestResult<{operation}Responses, unknown, ThrowOnError\b"
+    )
+    return re.search(signature, declarations) is not None
 
 
 # -- the conventions themselves ---------------------------------------------------------------
