@@ -17,7 +17,8 @@ from mockserver import __version__
 from mockserver.errors import ConfigurationError
 from mockserver.resources import SEED_FILE
 
-PARTS = ("schema", "stream", "behaviour", "configuration")  # mirrors contract.runner.PARTS, kept import-light
+# Mirrors contract.runner.PARTS, kept import-light (serve must not import the contract suite).
+PARTS = ("schema", "stream", "behaviour", "operations", "configuration")
 
 EXIT_USAGE = 2
 VERIFY_EXIT_CODES = """exit codes:

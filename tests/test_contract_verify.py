@@ -28,6 +28,7 @@ from mockserver.contract.report import as_json, summary
 from mockserver.contract.runner import (
     BEHAVIOUR_STREAMS,
     EXIT_INCOMPLETE,
+    OPERATIONS_STREAMS,
     STREAM_PART_STREAMS,
     UsageError,
     VerifyOptions,
@@ -131,9 +132,10 @@ def test_the_readme_command_runs_every_part_over_http(tmp_path: Path, capsys: py
     assert code == 0, out + err
     assert data["outcome"] == "honoured" and data["exit_code"] == 0
     checks = {c["name"]: c for c in data["checks"]}
-    assert {c["part"] for c in checks.values()} == {"schema", "stream", "behaviour", "configuration"}
+    assert {c["part"] for c in checks.values()} == {"schema", "stream", "behaviour", "operations", "configuration"}
     assert [c["name"] for c in checks.values() if c["skip"] not in (None, "not_applicable")] == [], out
-    assert [c["name"] for c in checks.values() if c["skip"] == "not_applicable"] == ["stream.staff_visibility"]
+    staff_only = ["stream.staff_visibility", "operations.set_quota_applies"]
+    assert [c["name"] for c in checks.values() if c["skip"] == "not_applicable"] == staff_only
     assert checks["stream.timing"]["verdict"] == "passed" and checks["stream.timing"]["figures"]["streams"] >= 5
     assert data["budget"]["parts"]["stream"] == {
         "granted": STREAM_PART_STREAMS,
@@ -181,15 +183,17 @@ def test_a_dropped_connection_in_the_schema_part_has_its_request(tmp_path: Path)
 
 
 # -- the budget plan and the honest exit code -----------------------------------------
-def test_the_plan_reserves_the_stream_and_behaviour_parts_first() -> None:
-    every = ("schema", "stream", "behaviour", "configuration")
+def test_the_plan_reserves_the_stream_behaviour_and_operations_parts_first() -> None:
+    every = ("schema", "stream", "behaviour", "operations", "configuration")
     assert plan_budget(12, every) == {
-        "schema": 12 - STREAM_PART_STREAMS - BEHAVIOUR_STREAMS,
+        "schema": 12 - STREAM_PART_STREAMS - BEHAVIOUR_STREAMS - OPERATIONS_STREAMS,
         "stream": STREAM_PART_STREAMS,
         "behaviour": BEHAVIOUR_STREAMS,
+        "operations": OPERATIONS_STREAMS,
         "configuration": 0,
     }
-    assert plan_budget(3, every) == {"schema": 0, "stream": 3, "behaviour": 0, "configuration": 0}
+    assert plan_budget(12, every)["schema"] >= 1, "at the defaults the schema part must stream at least once"
+    assert plan_budget(3, every) == {"schema": 0, "stream": 3, "behaviour": 0, "operations": 0, "configuration": 0}
     assert plan_budget(12, ("stream", "behaviour"))["behaviour"] == 12 - STREAM_PART_STREAMS
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from mockserver.contract.behaviour import MARK, Budget
-from mockserver.contract.findings import CheckResult, ContractViolation, Step
+from mockserver.contract.findings import CheckResult, ContractViolation, Skipped, Step
 from mockserver.contract.target import Target
 
 PART = "operations"
@@ -39,15 +39,11 @@ PROBE_LIMIT = 987_654_321
 _RESET_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T00:00:00Z$")
 
 
-class _Skip(Exception):
-    """The check cannot run against this target; the message says why."""
-
-
 def _attempt(name: str, check: Callable[[], str | None]) -> CheckResult:
     try:
         note = check()
-    except _Skip as skip:
-        return CheckResult(PART, name, "skipped", str(skip))
+    except Skipped as skip:
+        return CheckResult(PART, name, "skipped", str(skip), skip=skip.kind)
     except ContractViolation as violation:
         return CheckResult(PART, violation.check, "failed", violation.message, violation.steps)
     except Exception as error:  # a timeout, a body that is not JSON...: a finding, not a crash
@@ -104,12 +100,12 @@ class OperationScenarios:
     def own_uuid(self, token: str) -> str:
         response = self.target.request("GET", "/api/chat-sessions/current/", token=token)
         if response.status_code != 200 or not isinstance(_json(response), dict):
-            raise _Skip(f"cannot learn the user's uuid: chat-sessions/current answered {response.status_code}")
+            raise Skipped(f"cannot learn the user's uuid: chat-sessions/current answered {response.status_code}")
         return str(response.json()["user"])
 
     def staff(self) -> str:
         if not self.target.tokens.staff:
-            raise _Skip("needs --staff-token (set_quota is for staff and support)")
+            raise Skipped("needs --staff-token (set_quota is for staff and support)", "not_applicable")
         return self.target.tokens.staff
 
     def set_quota(self, check: str, body: dict[str, Any]) -> None:
@@ -144,15 +140,15 @@ class OperationScenarios:
         before, other_before = self.usage(check, user), self.usage(check, other)
         exhausted = [p for p in PERIODS if before[f"{p}_remaining"] == 0]
         if exhausted:
-            raise _Skip(f"the user has no tokens left ({', '.join(exhausted)}): a stream would be refused")
+            raise Skipped(f"the user has no tokens left ({', '.join(exhausted)}): a stream would be refused")
         if not self.budget.take():
-            raise _Skip("stream budget (--max-streams) exhausted")
+            raise Skipped("stream budget (--max-streams) exhausted", "budget")
         capture = self.target.stream({"input": f"{MARK} how many tokens is this?"}, token=user)
         records = capture.records()
         if records and isinstance(records[0].get("m"), dict) and "thread_uuid" in records[0]["m"]:
             self.budget.created["user"].add(records[0]["m"]["thread_uuid"])
         if capture.status != 200:
-            raise _Skip(f"the stream was refused ({capture.status}); nothing was consumed")
+            raise Skipped(f"the stream was refused ({capture.status}); nothing was consumed")
         after, other_after = self.usage(check, user), self.usage(check, other)
         grew = [p for p in PERIODS if after[f"{p}_usage"] > before[f"{p}_usage"]]
         if grew != list(PERIODS):
@@ -204,7 +200,7 @@ class OperationScenarios:
     def stream_obeys_zero_limit(self, check: str, user_uuid: str) -> str:
         """A daily limit of 0 must make the next stream 409 (refused before any upstream call)."""
         if not self.budget.take():
-            return "stream quota check not tried (stream budget exhausted)"
+            raise Skipped("set and restored, but the stream's quota check needs a stream (--max-streams)", "budget")
         self.set_quota(check, {"user_uuid": user_uuid, "daily_limit": 0})
         body = {"input": f"{MARK} over quota"}
         capture = self.target.stream(body, token=self.target.tokens.user)

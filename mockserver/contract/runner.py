@@ -19,16 +19,18 @@ import httpx
 
 from mockserver.contract.behaviour import MARK, Budget, run_behaviour
 from mockserver.contract.findings import CheckResult, ContractViolation, Step
+from mockserver.contract.operations import OperationScenarios
 from mockserver.contract.scenarios import ConfigurationScenarios, StreamScenarios
 from mockserver.contract.schema import run_schema_checks
 from mockserver.contract.streams import StreamChecker
 from mockserver.contract.target import Target, Tokens
 from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
 
-PARTS = ("schema", "stream", "behaviour", "configuration")
+PARTS = ("schema", "stream", "behaviour", "operations", "configuration")
 # Streams reserved before the schema part takes what is left (see `plan_budget`).
 STREAM_PART_STREAMS = 5  # new thread, follow-up, reload, edit, title call
 BEHAVIOUR_STREAMS = 4  # a new thread, a follow-up, a reload and an edit: every model rule
+OPERATIONS_STREAMS = 2  # usage after a stream; a stream under a daily limit of 0 (staff only)
 
 EXIT_OK = 0
 EXIT_VIOLATION = 1
@@ -138,6 +140,9 @@ def plan_budget(max_streams: int, parts: tuple[str, ...]) -> dict[str, int]:
     if "stream" in parts:
         plan["stream"] = min(STREAM_PART_STREAMS, left)
         left -= plan["stream"]
+    if "operations" in parts:
+        plan["operations"] = min(OPERATIONS_STREAMS, left)
+        left -= plan["operations"]
     if "behaviour" in parts:
         plan["behaviour"] = min(BEHAVIOUR_STREAMS, left) if "schema" in parts else left
         left -= plan["behaviour"]
@@ -177,7 +182,7 @@ def verify(options: VerifyOptions, progress: Progress | None = None) -> Report:
         finally:
             report.archived = _archive_created(target, created)
             _restore_token_usage(target, usage)
-    streaming = [p for p in ("schema", "stream", "behaviour") if p in options.only]
+    streaming = [p for p in ("schema", "stream", "behaviour", "operations") if p in options.only]
     report.budget = {p: PartBudget(budgets[p].granted, budgets[p].used, budgets[p].left_out) for p in streaming}
     report.seconds = time.monotonic() - started
     return report
@@ -202,6 +207,7 @@ def _run_parts(
         "schema": lambda: _schema(options, budgets["schema"], tick("schema")),
         "stream": lambda: StreamScenarios(target, checker, budgets["stream"], tick("stream")).run(),
         "behaviour": lambda: [_behaviour(target, checker, budgets["behaviour"], options, tick("behaviour"))],
+        "operations": lambda: OperationScenarios(target, budgets["operations"]).run(),
         "configuration": lambda: ConfigurationScenarios(target, tick("configuration")).run(),
     }
     for part in PARTS:
