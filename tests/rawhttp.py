@@ -11,17 +11,14 @@ import contextlib
 import json
 import re
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import uvicorn
-
-from mockserver.api.limits import UVICORN_LIMITS
 from mockserver.app import MockApp
+from tests.support import served_app
 
 # Signs that an answer leaks the server's insides: a Python traceback or a source path.
 LEAK = re.compile(rb'Traceback \(most recent call last\)|File "[^"]+", line \d+|/site-packages/|\.py", line')
@@ -40,21 +37,9 @@ class RawResponse:
 
 @contextmanager
 def served(app: MockApp, log_level: str = "critical") -> Iterator[int]:
-    """Serve `app` on an ephemeral loopback port; yields the port."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level=log_level, **UVICORN_LIMITS)
-    server = uvicorn.Server(config)
-    runner = threading.Thread(target=server.run, name="uvicorn-hostile", daemon=True)
-    runner.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not runner.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield server.servers[0].sockets[0].getsockname()[1]
-    finally:
-        server.should_exit = True
-        runner.join(timeout=10)
+    """Serve `app` as `serve` does, on an ephemeral loopback port; yields the port."""
+    with served_app(app, log_level) as base:
+        yield int(base.rsplit(":", 1)[1])
 
 
 def exchange(port: int, request: bytes, timeout: float = 5.0) -> RawResponse:

@@ -21,7 +21,9 @@ from typing import Any
 import anyio.from_thread
 import httpx
 import uvicorn
+from starlette.types import ASGIApp
 
+from mockserver.api.limits import UVICORN_LIMITS
 from mockserver.app import MockApp
 
 TOKENS = {"alice": "alice-token", "bob": "bob-token", "staff": "staff-token", "support": "support-token"}
@@ -144,9 +146,11 @@ def _wait_until_healthy(base: str, process: subprocess.Popen[str], timeout: floa
 
 
 @contextmanager
-def served_app(app: MockApp) -> Iterator[str]:
-    """Serve `app` with a real uvicorn on an ephemeral loopback port; yields the base URL."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
+def served_app(app: ASGIApp, log_level: str = "warning") -> Iterator[str]:
+    """Serve `app` with a real uvicorn on an ephemeral loopback port, with the HTTP settings of
+    `serve` (h11 and its head limit); yields the base URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level=log_level, **UVICORN_LIMITS)
+    server = uvicorn.Server(config)
     runner = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
     runner.start()
     deadline = time.monotonic() + 10

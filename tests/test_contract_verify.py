@@ -12,14 +12,13 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import Any
 from xml.etree import ElementTree as ET
 
 import httpx
 import pytest
-import uvicorn
 
 from mockserver.app import MockApp, ServerOptions, create_app
 from mockserver.cli import main
@@ -37,27 +36,14 @@ from mockserver.contract.runner import (
 )
 from mockserver.contract.schema import run_schema_checks
 from tests.mutants import narrowed_spec
+from tests.support import served_app
 
 README_TOKENS = ["--token", "alice-token", "--other-token", "bob-token"]
 
 
-@contextmanager
-def served(app: MockApp) -> Iterator[str]:
+def served(app: MockApp) -> AbstractContextManager[str]:
     """The app behind a real uvicorn on an ephemeral port; the base URL while it runs."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="critical"))
-    runner = threading.Thread(target=server.run, name="uvicorn-contract", daemon=True)
-    runner.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not runner.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        runner.join(timeout=10)
+    return served_app(app, log_level="critical")
 
 
 @contextmanager

@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import json
 import re
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -36,7 +34,6 @@ from uuid import UUID, uuid4
 
 import httpx
 import pytest
-import uvicorn
 from waldur_api_client import AuthenticatedClient, Client
 from waldur_api_client.api.chat import chat_stream
 from waldur_api_client.api.chat_messages import chat_messages_list
@@ -71,6 +68,7 @@ from waldur_api_client.models import (
 from waldur_api_client.utils import parse_link_header
 
 from mockserver.app import MockApp
+from tests.support import served_app
 
 HEX32 = re.compile(r"[0-9a-f]{32}")
 REGULAR_MESSAGE_KEYS = {"uuid", "thread", "role", "content", "sequence_index", "replaces", "created"}
@@ -86,20 +84,8 @@ Login = Callable[[str], AuthenticatedClient]
 @pytest.fixture
 def base_url(app: MockApp) -> Iterator[str]:
     """Serve this test's mock on an ephemeral port; stopped before conftest drains violations."""
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    runner = threading.Thread(target=server.run, name="uvicorn-official-client", daemon=True)
-    runner.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        if not runner.is_alive() or time.monotonic() > deadline:
-            pytest.fail("uvicorn did not start")
-        time.sleep(0.01)
-    port = server.servers[0].sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        runner.join(timeout=10)
+    with served_app(app) as url:
+        yield url
 
 
 @pytest.fixture
