@@ -99,3 +99,22 @@ def _dechunk(body: bytes) -> bytes:
         out += rest[:size]
         body = rest[size + 2 :]
     return out
+
+
+def http_scope(
+    method: str, path: str, raw_path: bytes, query: bytes, headers: list[tuple[bytes, bytes]]
+) -> dict[str, Any]:
+    """An ASGI HTTP scope as a server would build it, for scopes no HTTP/1.1 parser would produce."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "headers": headers,
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 80),
+    }

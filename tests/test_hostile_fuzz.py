@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 from mockserver.api.limits import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from mockserver.app import MockApp, ServerOptions, create_app
 from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
-from tests.rawhttp import LEAK, exchange, request_bytes, served
+from tests.rawhttp import LEAK, exchange, http_scope, request_bytes, served
 
 READS = (b"GET ", b"HEAD ", b"OPTIONS ")
 TIMEOUT = 5.0  # seconds; streams run at speed 0, so any real answer takes milliseconds
@@ -405,19 +405,8 @@ def asgi_scopes(draw: st.DrawFn) -> dict[str, object]:
             max_size=3,
         )
     )
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": raw_path,
-        "query_string": draw(st.one_of(query_bytes(), st.binary(max_size=40))).lstrip(b"?"),
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+    query = draw(st.one_of(query_bytes(), st.binary(max_size=40))).lstrip(b"?")
+    return http_scope(method, path, raw_path, query, headers)
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ from mockserver.api.limits import MAX_BODY_BYTES, MAX_HEADER_BYTES
 from mockserver.app import MockApp, ServerOptions, create_app
 from mockserver.control.api import BODY_LIMITS as CONTROL_BODY_LIMITS
 from mockserver.openapi.bodies import MAX_JSON_DEPTH
-from tests.rawhttp import LEAK, RawResponse, exchange, request_bytes, served
+from tests.rawhttp import LEAK, RawResponse, exchange, http_scope, request_bytes, served
 
 TOKENS = {"alice": "alice-token", "bob": "bob-token", "staff": "staff-token", "support": "support-token"}
 NO_CREDENTIALS = {"detail": "Authentication credentials were not provided."}
@@ -347,19 +347,8 @@ def asgi_call(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": raw_path if raw_path is not None else path.encode("utf-8", "surrogatepass"),
-        "query_string": query,
-        "headers": headers,
-        "client": ("127.0.0.1", 1),
-        "server": ("127.0.0.1", 80),
-    }
+    raw = raw_path if raw_path is not None else path.encode("utf-8", "surrogatepass")
+    scope = http_scope(method, path, raw, query, headers)
     anyio.run(app, scope, receive, send)
     return sent, asked
 
