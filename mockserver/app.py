@@ -42,8 +42,8 @@ from mockserver.engine.scripts.loader import DEFAULT_SCRIPT_DIR, check_unique, r
 from mockserver.engine.scripts.model import Script
 from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
 from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
-from mockserver.resources import UI_DIR
 from mockserver.openapi.validation import RECORD_SCHEMA, ValidationMiddleware, ViolationLog, record_problems
+from mockserver.resources import UI_DIR
 from mockserver.seed import apply_seed, load_seed
 from mockserver.store import ChatStore, User
 from mockserver.users import DEFAULT_USERS_FILE, load_users
@@ -104,7 +104,9 @@ class MockApp:
         self.services = Services(store=self.store, settings=self.settings, chat=self.chat, tools=self.tools)
         self.journal = RequestJournal(self.options.journal_limit)
         self.violations = ViolationLog()
-        self.control = ControlAPI(lambda: self.settings, self.journal, self.reset, _Scripts(self), lambda: self.store.users)
+        self.control = ControlAPI(
+            lambda: self.settings, self.journal, self.reset, _Scripts(self), lambda: self.store.users
+        )
         self.playground = Playground(UI_DIR)
         self.asgi = self._build()
 

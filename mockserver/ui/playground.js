@@ -220,7 +220,7 @@ async function send(event) {
   $('#send').disabled = true;
   $('#stop').disabled = false;
   try {
-    const outcome = await readStream('/api/chat/stream/', { method: 'POST', headers, body: JSON.stringify(body), signal: controller.signal }, new StreamView());
+    const outcome = await readStream('/api/chat/stream/', { method: 'POST', headers, body: JSON.stringify(body), signal: controller.signal }, new StreamView(!body.update_thread_name));
     await afterStream(outcome, body);
   } finally {
     state.streaming = null;
@@ -274,7 +274,9 @@ function recordLabel(record) {
 
 /** What one stream shows: the rendered records, the timeline and the raw lines. */
 class StreamView {
-  constructor() {
+  /** `expectsFinalM`: false for a title call, which never sends `m` records. */
+  constructor(expectsFinalM) {
+    this.expectsFinalM = expectsFinalM;
     this.records = [];
     this.markdown = null;
     this.loading = null;
@@ -388,8 +390,10 @@ class StreamView {
       $('#rendered').append(el('div', `✂ ${who}: the body ended without its final m record`, { class: 'record cut' }));
     } else if (outcome.pending) {
       this.status(`ended after ${n} records with an unterminated line (dropped, as homeport drops it)`, 'cut');
+    } else if (finalM || !this.expectsFinalM) {
+      this.status(`complete: ${n} records in ${at} ms${finalM ? '' : ' (a title call: no m records)'}`, 'ok');
     } else {
-      this.status(`complete: ${n} records in ${at} ms${finalM ? '' : ' (no final m record)'}`, finalM ? 'ok' : 'warn');
+      this.status(`ended after ${n} records in ${at} ms without the final m record`, 'warn');
     }
     return outcome;
   }
