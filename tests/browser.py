@@ -35,7 +35,7 @@ ENABLE_HINT = (
     "`apt-get install -y chromium` and `.venv/bin/pip install -e '.[dev]'` (playwright is in the dev extra; "
     "never `playwright install`); CHROMIUM=/path/to/chromium picks another binary"
 )
-VIEWPORT = {"width": 1440, "height": 980}
+VIEWPORT = {"width": 1200, "height": 900}
 
 
 def chromium_path() -> str | None:
@@ -91,19 +91,19 @@ def open_playground(context: BrowserContext, base: str) -> Page:
 
 
 def take_screenshot(target: Path) -> None:
-    """The README's picture: the seeded mock, one code-block stream at realistic speed, then the page."""
+    """The README's picture: the seeded mock, one `mermaid` stream at realistic speed, then the page."""
     from mockserver.app import ServerOptions, create_app
     from mockserver.resources import SEED_FILE
     from tests.support import served_app
 
     with served_app(create_app(ServerOptions(speed=1.0, seed_data=SEED_FILE))) as base, browser_context() as context:
         page = open_playground(context, base)
-        page.fill("#input", "Show me some code")
-        page.select_option("#scenario", "code-block")
+        page.fill("#input", "Draw a diagram of an order")
+        page.select_option("#scenario", "mermaid")
         page.click("#send")
         page.wait_for_selector("#stream-status.ok", timeout=30_000)
-        page.wait_for_selector("#journal li")
-        page.screenshot(path=str(target), full_page=False)
+        page.wait_for_selector("#journal li >> text=/POST \\/api\\/chat\\/stream\\/ → 200 alice [0-9.]+ ms/")
+        page.screenshot(path=str(target), full_page=True)
 
 
 if __name__ == "__main__":

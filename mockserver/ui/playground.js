@@ -353,7 +353,9 @@ class StreamView {
 
   timelineRow(index, at, gap, label, raw) {
     const row = el('tr', '', { 'data-offset': String(at) });
-    row.append(el('td', String(index)), el('td', String(at)), el('td', String(gap)), el('td', label), el('td', raw, { class: 'raw' }));
+    const line = el('td', raw, { class: 'raw', title: 'click to wrap or unwrap' });
+    line.addEventListener('click', () => line.classList.toggle('expanded'));
+    row.append(el('td', String(index)), el('td', String(at)), el('td', String(gap)), el('td', label), line);
     $('#timeline tbody').append(row);
     const total = Math.max(at, 1);
     const track = $('#track');
