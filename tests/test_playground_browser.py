@@ -96,7 +96,7 @@ def test_records_arrive_one_by_one_on_the_timeline_beside_the_raw_lines(page: Pa
     assert len(set(offsets)) >= 4, offsets
     assert offsets[-1] - offsets[0] >= 300, offsets
     # The raw lines beside the timeline are exactly the records the mock sent, in order.
-    raw = [json.loads(text) for text in page.locator("#timeline td.raw").all_inner_texts()]
+    raw = [json.loads(text) for text in page.locator("#timeline td.raw").all_text_contents()]
     assert raw == journal_streams(base)[-1]["response"]["records"]
     assert "first after" in page.inner_text("#timeline-summary")
     assert page.locator("#track span").count() == len(offsets)
@@ -132,7 +132,7 @@ def test_a_drop_fault_is_shown_as_a_cut_stream_and_the_thread_then_holds_the_use
     assert page.locator("#rendered .record.cut").count() == 1
     assert page.locator("#timeline tbody tr").count() == 2
     assert page.inner_text("#request-line").endswith("X-Mock-Fault: drop_after_records=2")
-    thread = json.loads(page.inner_text("#timeline td.raw >> nth=0"))["m"]["thread_uuid"]
+    thread = json.loads(page.text_content("#timeline td.raw >> nth=0") or "")["m"]["thread_uuid"]
     page.wait_for_selector("#messages li.message.user >> text=hello from the playground")
     assert "thread holds" in page.inner_text("#afterwards")
     stored = httpx.get(
@@ -202,7 +202,7 @@ def test_a_title_call_renames_the_thread(page: Page) -> None:
     page.wait_for_selector("#stream-status.ok", timeout=STREAM_TIMEOUT_MS)
     assert page.locator("#timeline td.raw").count() >= 1
     assert "m (" not in page.inner_text("#timeline tbody")  # no m records on title calls
-    title = "".join(json.loads(t)["c"] for t in page.locator("#timeline td.raw").all_inner_texts()).strip()
+    title = "".join(json.loads(t)["c"] for t in page.locator("#timeline td.raw").all_text_contents()).strip()
     page.wait_for_selector(f"#threads li.selected >> text={title}")
 
 
