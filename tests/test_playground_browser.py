@@ -171,6 +171,17 @@ def test_a_config_switch_produces_the_424_the_page_shows(page: Page, base: str) 
     page.wait_for_selector("#journal li.failed >> text=POST /api/chat/stream/")  # the live journal shows it
 
 
+def test_speed_and_the_system_limit_are_set_from_the_page(page: Page, base: str) -> None:
+    page.fill("#speed", "0")
+    page.press("#speed", "Enter")
+    page.wait_for_function("() => document.querySelector('#notice').textContent.includes('speed')")
+    page.fill("#system_daily", "5")
+    page.press("#system_daily", "Enter")
+    page.wait_for_function("() => document.querySelector('#notice').textContent.includes('system_token_limits')")
+    config = httpx.get(f"{base}/__mock__/config").json()
+    assert (config["speed"], config["system_token_limits"]["daily_limit"]) == (0, 5)
+
+
 def test_token_limit_switch_gives_409(page: Page, base: str) -> None:
     page.check("#at_limit")
     page.wait_for_function("() => document.querySelector('#notice').textContent.includes('token_usage')")

@@ -519,7 +519,7 @@ function wire() {
   $('#at_limit').addEventListener('change', (event) => patchConfig(atLimitPatch(event.target.checked)));
   $('#system_daily').addEventListener('change', (event) => {
     const value = event.target.value.trim();
-    patchConfig({ system_token_limits: { daily_limit: value === '' ? null : Number(value) } });
+    patchConfig({ system_token_limits: { daily_limit: value === '' ? -1 : Number(value) } });
   });
   $('#speed').addEventListener('change', (event) => patchConfig({ speed: Number(event.target.value) }));
   $('#reset').addEventListener('click', async () => {
