@@ -119,8 +119,9 @@ async function setArchived(uuid, action) {
 }
 
 async function selectThread(uuid) {
-  state.thread = state.threads.find((t) => t.uuid === uuid) ?? { uuid, name: '' };
-  await loadThreads();
+  state.thread = { uuid, name: '' };
+  await loadThreads(); // marks the selection and brings the thread's current name
+  state.thread = state.threads.find((t) => t.uuid === uuid) ?? state.thread;
   await loadMessages();
 }
 
@@ -418,8 +419,7 @@ function resourcesTable(record) {
 /** After a stream: what the thread holds now (the records were only what the wire said). */
 async function afterStream(outcome, body) {
   const uuid = outcome.threadUuid ?? body.thread_uuid ?? body.update_thread_name;
-  await loadThreads();
-  if (uuid) await selectThread(uuid);
+  await (uuid ? selectThread(uuid) : loadThreads());
   await loadSession();
   if (!uuid || outcome.kind === 'http' || outcome.kind === 'network') return;
   const active = activeMessages();
