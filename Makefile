@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: serve test lint wheel clean
+.PHONY: serve test lint wheel screenshot clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -26,6 +26,10 @@ test: $(STAMP)
 # The installable package (spec/ and fixtures/ inside) in dist/: pip install dist/*.whl anywhere.
 wheel: $(STAMP)
 	$(BIN)/python -m pip wheel --quiet --no-deps --wheel-dir dist .
+
+# Refresh the README's picture of the playground (Debian's chromium, as the browser tests use it).
+screenshot: $(STAMP)
+	$(BIN)/python -m tests.browser docs/playground.png
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis build dist *.egg-info

@@ -34,6 +34,7 @@ from mockserver.control.api import BODY_LIMITS as CONTROL_BODY_LIMITS
 from mockserver.control.api import ControlAPI
 from mockserver.control.guard import ControlOriginGuard
 from mockserver.control.journal import CONTROL_PREFIX, JournalMiddleware, RequestJournal
+from mockserver.control.ui import Playground
 from mockserver.engine.base import ReplyEngine
 from mockserver.engine.scripted import ScriptedEngine
 from mockserver.engine.scripts import ScriptSet, load_script_dir
@@ -42,6 +43,7 @@ from mockserver.engine.scripts.model import Script
 from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
 from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
 from mockserver.openapi.validation import RECORD_SCHEMA, ValidationMiddleware, ViolationLog, record_problems
+from mockserver.resources import UI_DIR
 from mockserver.seed import apply_seed, load_seed
 from mockserver.store import ChatStore, User
 from mockserver.users import DEFAULT_USERS_FILE, load_users
@@ -102,7 +104,10 @@ class MockApp:
         self.services = Services(store=self.store, settings=self.settings, chat=self.chat, tools=self.tools)
         self.journal = RequestJournal(self.options.journal_limit)
         self.violations = ViolationLog()
-        self.control = ControlAPI(lambda: self.settings, self.journal, self.reset, _Scripts(self))
+        self.control = ControlAPI(
+            lambda: self.settings, self.journal, self.reset, _Scripts(self), lambda: self.store.users
+        )
+        self.playground = Playground(UI_DIR)
         self.asgi = self._build()
 
     def _build(self) -> Starlette:
@@ -133,7 +138,7 @@ class MockApp:
         # The chat API is dispatched by our spec router for every path (Starlette's Mount would
         # not match paths with a newline in them); the control API is a plain Starlette router.
         return Starlette(
-            routes=[Mount("/__mock__", routes=self.control.routes())],
+            routes=[Mount("/__mock__", routes=[*self.control.routes(), *self.playground.routes()])],
             middleware=[*middleware, Middleware(_ApiFirst, api=router)],
             exception_handlers={Exception: _server_error},
         )

@@ -262,6 +262,7 @@ def serve(args: argparse.Namespace) -> int:
         role = "staff" if user.is_staff else "support" if user.is_support else "user"
         print(f"  {user.username:<10} {role:<8} Authorization: Token {user.token}", flush=True)
     print(f"  control API: {base}/__mock__/  (reset, requests, config, scripts)", flush=True)
+    print(f"  playground:  {base}/__mock__/ui", flush=True)
     print(f"  scenarios (X-Mock-Scenario): {', '.join(app.engine.scenario_names())}", flush=True)
     # Our access log replaces uvicorn's (off); uvicorn's warnings and errors stay on stderr.
     config = uvicorn.Config(

@@ -1,4 +1,4 @@
-"""The one place that knows where the packaged data lives: the spec and the default fixtures.
+"""The one place that knows where the packaged data lives: the spec, the default fixtures, the page.
 
 In the repository they stay at the root (`spec/`, `fixtures/`); pyproject.toml maps those
 directories into the package as `mockserver.spec` and `mockserver.fixtures`, so an installed
@@ -24,6 +24,7 @@ def _directory(package: str) -> Path:
 
 SPEC_DIR = _directory("mockserver.spec")
 FIXTURES_DIR = _directory("mockserver.fixtures")
+UI_DIR = _directory("mockserver.ui")  # the playground page (GET /__mock__/ui)
 
 WALDUR_SPEC = SPEC_DIR / "waldur-chat-8.0.5.yaml"
 CONTROL_SPEC = SPEC_DIR / "mock-control.yaml"

@@ -158,6 +158,8 @@ def test_the_wheel_serves_and_verifies_from_another_directory(tmp_path: Path) ->
     with served(["--seed-data"], command=[str(script)], cwd=elsewhere) as server:
         threads = httpx.get(f"{server.base}/api/chat-threads/", headers={"Authorization": "Token alice-token"})
         assert threads.status_code == 200 and threads.headers["x-result-count"] != "0"  # packaged seed data
+        page = httpx.get(f"{server.base}/__mock__/ui/playground.js")
+        assert page.status_code == 200 and "readStream" in page.text  # the packaged playground page
         pip_install(venv, f"{wheel}[contract]")
         tokens = ["--token", "alice-token", "--other-token", "bob-token", "--staff-token", "staff-token"]
         verdict = run("verify", "--base-url", server.base, *tokens, "--only", "stream", "--report", "junit.xml")

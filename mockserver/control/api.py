@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import PurePath
 from typing import Any, Protocol
 
@@ -19,6 +19,7 @@ from mockserver.engine.scripts import Script, ScriptError, load_scripts_text
 from mockserver.engine.scripts.loader import MAX_SCRIPT_BYTES
 from mockserver.errors import ApiError
 from mockserver.openapi.bodies import media_type, parse_json, request_charset
+from mockserver.store import User
 
 SPEC_VERSION = "8.0.5"
 PUT_SCRIPTS_SOURCE = "<PUT /__mock__/scripts>"
@@ -38,11 +39,13 @@ class ControlAPI:
         journal: RequestJournal,
         reset: Callable[[], None],
         scripts: ScriptControl,
+        users: Callable[[], Iterable[User]] = list,
     ):
         self.settings = settings
         self.journal = journal
         self.reset_all = reset
         self.scripts = scripts
+        self.users = users
 
     def routes(self) -> list[Route]:
         """Relative to the `/__mock__` mount."""
@@ -52,6 +55,7 @@ class ControlAPI:
             Route("/config", self.config, methods=["GET", "PATCH"]),
             Route("/scripts", self.script_set, methods=["GET", "PUT", "DELETE"]),
             Route("/health", self.health, methods=["GET"]),
+            Route("/users", self.user_list, methods=["GET"]),
         ]
 
     async def reset(self, request: Request) -> Response:
@@ -113,6 +117,10 @@ class ControlAPI:
     async def health(self, request: Request) -> Response:
         return json_response({"status": "ok", "spec_version": SPEC_VERSION})
 
+    async def user_list(self, request: Request) -> Response:
+        """The demo users with their tokens, for the playground's user picker (demo tokens, loopback only)."""
+        return json_response({"users": [_user_json(user) for user in self.users()]})
+
 
 class ScriptControl(Protocol):
     def current(self) -> list[Script]: ...
@@ -120,6 +128,11 @@ class ScriptControl(Protocol):
     def replace(self, scripts: list[Script], source: str, allow_no_catch_all: bool = False) -> None: ...
 
     def restore(self) -> None: ...
+
+
+def _user_json(user: User) -> dict[str, Any]:
+    role = "staff" if user.is_staff else "support" if user.is_support else "user"
+    return {"username": user.username, "full_name": user.full_name, "role": role, "token": user.token}
 
 
 def _script_json(script: Script) -> dict[str, Any]:
