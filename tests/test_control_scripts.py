@@ -19,6 +19,7 @@ from mockserver.cli import build_parser
 from mockserver.control import api as control_api
 from mockserver.engine.scripts import ScriptError, load_scripts_text
 from mockserver.engine.scripts.loader import MAX_EXPANDED_NODES, MAX_SCRIPT_BYTES
+from mockserver.engine.scripts.regex_safety import backtracking_risk
 from tests.support import Clients
 
 PUT = "/__mock__/scripts"
@@ -199,3 +200,34 @@ def test_listed_sources_are_relative_to_the_scripts_root(app: MockApp, clients: 
         "<PUT /__mock__/scripts>:2",
         "<PUT /__mock__/scripts>:5",
     ]
+
+
+# -- regexes that backtrack for minutes ---------------------------------------------------------
+@pytest.mark.parametrize("pattern", ["^(a+)+$", r"(\w*)*x", "(a|aa)+$", "((ab)*c)+", "(x+){2,}", "(?:a|b){1,99}"])
+def test_a_regex_that_can_backtrack_for_minutes_is_refused(pattern: str) -> None:
+    assert backtracking_risk(pattern) is not None
+    text = f"scripts:\n  - name: slow\n    match: {{input: {{regex: '{pattern}'}}}}\n    reply: {{text: x}}\n"
+    with pytest.raises(ScriptError, match="could take minutes"):
+        load_scripts_text(text, "slow.yaml")
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    [r"^list\b", r"\b(code|snippet)\b", r"(ab)+c", r"[(a+)+]*", r"\(a+\)+", "(a|b)?", "(foo){2}", r"x{1,}", "a{,3}"],
+)
+def test_ordinary_regexes_are_accepted(pattern: str) -> None:
+    assert backtracking_risk(pattern) is None
+
+
+def test_a_backtracking_regex_is_refused_over_the_control_api_and_the_server_stays_responsive(
+    clients: Clients,
+) -> None:
+    text = (
+        "scripts:\n  - name: slow\n    match: {input: {regex: '^(a+)+$'}}\n    reply: {text: x}\n"
+        "  - name: any\n    match: {}\n    reply: {text: y}\n"
+    )
+    status, body = put(clients, text)
+    assert status == 400 and "could take minutes" in body["scripts"][0]
+    started = time.monotonic()
+    response = clients.alice.stream(input="a" * 31 + "!")
+    assert response.status_code == 200 and time.monotonic() - started < 5

@@ -15,6 +15,7 @@ import yaml
 from mockserver.engine.faults import FaultSyntaxError, faults_from_mapping
 from mockserver.engine.pacing import Timing
 from mockserver.engine.scripts.model import Chunk, InputMatcher, LiteralStep, Match, Script
+from mockserver.engine.scripts.regex_safety import backtracking_risk
 from mockserver.errors import ConfigurationError
 from mockserver.resources import SCRIPT_DIR
 
@@ -144,6 +145,9 @@ class _Reader:
                 pattern = re.compile(value, re.IGNORECASE if ignore_case else 0)
             except re.error as exc:
                 raise self.fail(node, f"bad regex in {name!r}: {exc}") from None
+            risk = backtracking_risk(value)
+            if risk:
+                raise self.fail(node, f"regex of {name!r} could take minutes on some inputs: {risk}")
         return InputMatcher(kind, value, ignore_case, pattern)
 
     def reply(self, node: Any, name: str) -> dict[str, Any]:
