@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
+import os
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -188,10 +190,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--max-examples", type=_positive_int, default=10, help="hypothesis examples per part")
     verify.add_argument("--seed", type=int, help="seed for reproducible generation (default: derandomized)")
-    verify.add_argument("--report", type=Path, help="write a JUnit XML report here")
+    verify.add_argument("--report", type=_writable_file, metavar="FILE", help="write a JUnit XML report here")
     verify.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
-    verify.add_argument("--stream-timeout", type=float, default=60.0, help="seconds a stream may take at most")
-    verify.add_argument("--report-json", type=Path, help="write a JSON report here (shape: see the README)")
+    verify.add_argument("--stream-timeout", type=_seconds, default=60.0, help="seconds a stream may take at most")
+    verify.add_argument(
+        "--report-json", type=_writable_file, metavar="FILE", help="write a JSON report here (shape: see the README)"
+    )
     verify.add_argument(
         "--allow-skips",
         action="store_true",
@@ -200,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _bounded(convert: type[int] | type[float], minimum: float) -> Callable[[str], Any]:
-    """An argparse type: a number of the given kind, at least `minimum`, refused in one line."""
+def _bounded(convert: type[int] | type[float], minimum: float, above: bool = False) -> Callable[[str], Any]:
+    """An argparse type: a finite number of the given kind, at least `minimum` (or, with `above`,
+    more than it), refused in one line."""
 
     def parse(value: str) -> Any:
         try:
@@ -210,8 +215,8 @@ def _bounded(convert: type[int] | type[float], minimum: float) -> Callable[[str]
             raise argparse.ArgumentTypeError(
                 f"not {'an integer' if convert is int else 'a number'}: {value!r}"
             ) from None
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}: {value}")
+        if not math.isfinite(number) or number < minimum or (above and number == minimum):
+            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {minimum}: {value}")
         return number
 
     return parse
@@ -220,6 +225,20 @@ def _bounded(convert: type[int] | type[float], minimum: float) -> Callable[[str]
 _non_negative_int = _bounded(int, 0)
 _positive_int = _bounded(int, 1)
 _speed = _bounded(float, 0)
+_seconds = _bounded(float, 0, above=True)
+
+
+def _writable_file(value: str) -> Path:
+    """An argparse type for a report path: refused before the run, not after it."""
+    path = Path(value)
+    folder = path.parent if str(path.parent) else Path(".")
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"is a directory: {value}")
+    if not folder.is_dir():
+        raise argparse.ArgumentTypeError(f"no such directory: {folder}")
+    if not os.access(path if path.exists() else folder, os.W_OK):
+        raise argparse.ArgumentTypeError(f"not writable: {value}")
+    return path
 
 
 def _ensure_free(host: str, port: int) -> None:

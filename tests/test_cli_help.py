@@ -88,3 +88,23 @@ def test_the_console_script_answers_version_and_help() -> None:
     assert version.stdout.strip() == f"waldur-chat-mock {mockserver.__version__}"
     usage = subprocess.run([script, "serve", "--help"], capture_output=True, text=True, timeout=60, check=True)
     assert usage.stdout.startswith("usage: waldur-chat-mock serve")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "reason"),
+    [
+        ("--stream-timeout", "0", "must be > 0"),
+        ("--stream-timeout", "nan", "must be > 0"),
+        ("--report", "/nonexistent/junit.xml", "no such directory"),
+        ("--report-json", "/nonexistent/report.json", "no such directory"),
+        ("--report", ".", "is a directory"),
+    ],
+)
+def test_verify_refuses_a_bad_value_before_the_run(flag: str, value: str, reason: str) -> None:
+    """A report that cannot be written, or a stream deadline of zero, is one line and exit 2, not a
+    traceback (or a false violation) after the whole run."""
+    argv = ["verify", "--base-url", "http://127.0.0.1:9", "--token", "a", "--other-token", "b", flag, value]
+    command = [sys.executable, "-m", "mockserver", *argv]
+    result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and reason in result.stderr

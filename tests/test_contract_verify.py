@@ -230,6 +230,44 @@ def test_two_tokens_of_one_user_are_refused(app: MockApp) -> None:
         verify(options)
 
 
+@pytest.mark.parametrize(
+    ("token", "other", "staff", "refused"),
+    [
+        ("staff-token", "bob-token", None, "--token belongs to 'staff'"),
+        ("alice-token", "support-token", None, "--other-token belongs to 'support'"),
+        ("alice-token", "bob-token", "staff-token", None),
+        ("alice-token", "bob-token", "support-token", None),
+    ],
+)
+def test_a_token_of_the_wrong_role_is_refused_up_front(
+    app: MockApp, token: str, other: str, staff: str | None, refused: str | None
+) -> None:
+    """Staff rightly see other users' sessions: as --token they would look like a leak."""
+    options = VerifyOptions(
+        base_url="http://mock", token=token, other_token=other, staff_token=staff, only=("configuration",), app=app
+    )
+    if refused is None:
+        assert verify(options).exit_code() == 0
+    else:
+        with pytest.raises(UsageError, match=refused):
+            verify(options)
+
+
+def test_a_regular_users_token_as_staff_token_is_refused(tmp_path: Path) -> None:
+    users = tmp_path / "users.yaml"
+    users.write_text(
+        "users:\n"
+        "  - {username: alice, token: alice-token}\n  - {username: bob, token: bob-token}\n"
+        "  - {username: carol, token: carol-token}\n"
+    )
+    app = create_app(ServerOptions(users_file=users, speed=0))
+    options = VerifyOptions(
+        base_url="http://mock", token="alice-token", other_token="bob-token", staff_token="carol-token", app=app
+    )
+    with pytest.raises(UsageError, match="--staff-token belongs to 'carol', who is neither staff nor support"):
+        verify(options)
+
+
 # -- broken targets: one line and exit 2, quickly -------------------------------------
 @pytest.mark.parametrize(
     ("answer", "expected"),

@@ -215,3 +215,18 @@ def test_tool_result_problems_find_a_miscount(mock: MockApp) -> None:
     assert tool_result_problems({**result, "summary": "Found 3 resources"})
     assert tool_result_problems({**result, "ui_data": {**result["ui_data"], "h": ["Name"]}})
     assert tool_result_problems({**result, "type": "error"})
+
+
+def test_a_session_without_its_user_is_a_finding_with_its_request(mock: MockApp) -> None:
+    """Not a bare KeyError: the check names what is missing and the request that showed it; and
+    without --staff-token the staff-only check stays not applicable instead of failing first."""
+    app = RewriteBody(mock, "/api/chat-sessions/current/", lambda body: {k: v for k, v in body.items() if k != "user"})
+    results = run(app, Tokens(user="alice-token", other="bob-token"))
+    staff_only = results["operations.set_quota_staff_only"]
+    assert staff_only.failed and "names no `user`" in staff_only.message
+    assert staff_only.steps and staff_only.steps[-1].path.startswith("/api/chat-sessions/current/")
+    assert (results["operations.set_quota_applies"].verdict, results["operations.set_quota_applies"].skip) == (
+        "skipped",
+        "not_applicable",
+    )
+    assert all(r.duration > 0 for r in results.values()), "every check is timed"

@@ -21,6 +21,7 @@ import httpx
 
 from mockserver.contract.behaviour import MARK, Budget
 from mockserver.contract.findings import CheckResult, ContractViolation, Skipped, Step
+from mockserver.contract.scenarios import attempt
 from mockserver.contract.target import Target
 
 PART = "operations"
@@ -39,35 +40,29 @@ PROBE_LIMIT = 987_654_321
 _RESET_AT = re.compile(r"^\d{4}-\d{2}-\d{2}T00:00:00Z$")
 
 
-def _attempt(name: str, check: Callable[[], str | None]) -> CheckResult:
-    try:
-        note = check()
-    except Skipped as skip:
-        return CheckResult(PART, name, "skipped", str(skip), skip=skip.kind)
-    except ContractViolation as violation:
-        return CheckResult(PART, violation.check, "failed", violation.message, violation.steps)
-    except Exception as error:  # a timeout, a body that is not JSON...: a finding, not a crash
-        return CheckResult(PART, name, "failed", f"{type(error).__name__}: {error}"[:500])
-    return CheckResult(PART, name, "passed", note or "")
-
-
 class OperationScenarios:
     """Run with `OperationScenarios(target, budget).run()`; streams come out of `budget`."""
 
-    def __init__(self, target: Target, budget: Budget | None = None):
+    def __init__(self, target: Target, budget: Budget | None = None, tick: Callable[[], None] = lambda: None):
         self.target = target
         self.budget = budget if budget is not None else Budget(1)
+        self.tick = tick
 
     def run(self) -> list[CheckResult]:
-        return [
-            _attempt("operations.authentication", self.authentication),
-            _attempt("operations.quota_usage_shape", self.quota_usage_shape),
-            _attempt("operations.quota_usage_follows_stream", self.quota_usage_follows_stream),
-            _attempt("operations.set_quota_staff_only", self.set_quota_staff_only),
-            _attempt("operations.set_quota_applies", self.set_quota_applies),
-            _attempt("operations.tools_known_tool", self.tools_known_tool),
-            _attempt("operations.tools_refusals", self.tools_refusals),
+        checks: list[tuple[str, Callable[[], str | None]]] = [
+            ("operations.authentication", self.authentication),
+            ("operations.quota_usage_shape", self.quota_usage_shape),
+            ("operations.quota_usage_follows_stream", self.quota_usage_follows_stream),
+            ("operations.set_quota_staff_only", self.set_quota_staff_only),
+            ("operations.set_quota_applies", self.set_quota_applies),
+            ("operations.tools_known_tool", self.tools_known_tool),
+            ("operations.tools_refusals", self.tools_refusals),
         ]
+        results = []
+        for name, check in checks:
+            results.append(attempt(PART, name, check, self.target))
+            self.tick()
+        return results
 
     # -- plumbing ------------------------------------------------------------------------
     def call(self, check: str, method: str, path: str, token: str | None, **kwargs: Any) -> httpx.Response:
@@ -97,11 +92,14 @@ class OperationScenarios:
             raise self.violation(check, "; ".join(problems), response)
         return body
 
-    def own_uuid(self, token: str) -> str:
+    def own_uuid(self, check: str, token: str) -> str:
         response = self.target.request("GET", "/api/chat-sessions/current/", token=token)
         if response.status_code != 200 or not isinstance(_json(response), dict):
             raise Skipped(f"cannot learn the user's uuid: chat-sessions/current answered {response.status_code}")
-        return str(response.json()["user"])
+        user = response.json().get("user")
+        if not isinstance(user, str):
+            raise self.violation(check, "the current chat session names no `user` (the user's uuid)", response)
+        return user
 
     def staff(self) -> str:
         if not self.target.tokens.staff:
@@ -168,7 +166,7 @@ class OperationScenarios:
         check = "operations.set_quota_staff_only"
         user = self.target.tokens.user
         current = self.usage(check, user)
-        body = {"user_uuid": self.own_uuid(user), "daily_limit": current["daily_limit"]}  # a no-op if accepted
+        body = {"user_uuid": self.own_uuid(check, user), "daily_limit": current["daily_limit"]}  # a no-op if accepted
         for sent in (body, {}):
             response = self.call(check, "POST", SET_QUOTA, user, json=sent)
             self.expect(check, response, 403, NOT_STAFF, sent)
@@ -176,8 +174,9 @@ class OperationScenarios:
 
     def set_quota_applies(self) -> str:
         check = "operations.set_quota_applies"
-        user_uuid = self.own_uuid(self.target.tokens.user)
-        original = self.usage(check, self.staff(), user_uuid)
+        staff = self.staff()  # first: without --staff-token nothing of this check applies
+        user_uuid = self.own_uuid(check, self.target.tokens.user)
+        original = self.usage(check, staff, user_uuid)
         with self.limits_restored(user_uuid, original):
             self.set_quota(check, {"user_uuid": user_uuid, "weekly_limit": PROBE_LIMIT})
             seen = self.usage(check, self.target.tokens.user)

@@ -207,7 +207,7 @@ def _run_parts(
         "schema": lambda: _schema(options, budgets["schema"], tick("schema")),
         "stream": lambda: StreamScenarios(target, checker, budgets["stream"], tick("stream")).run(),
         "behaviour": lambda: [_behaviour(target, checker, budgets["behaviour"], options, tick("behaviour"))],
-        "operations": lambda: OperationScenarios(target, budgets["operations"]).run(),
+        "operations": lambda: OperationScenarios(target, budgets["operations"], tick("operations")).run(),
         "configuration": lambda: ConfigurationScenarios(target, tick("configuration")).run(),
     }
     for part in PARTS:
@@ -228,7 +228,8 @@ def _guarded(part: str, run: Callable[[], list[CheckResult]], target: Target) ->
     try:
         return run()
     except Exception as error:
-        steps = [target.last] if target.last is not None else []
+        # The schema part sends through schemathesis, not `target`: its last request is unrelated.
+        steps = [target.last] if target.last is not None and part != "schema" else []
         return [CheckResult(part, f"{part}.error", "failed", f"{type(error).__name__}: {error}"[:500], steps)]
 
 
@@ -276,8 +277,28 @@ def _preflight(target: Target, timeout: float) -> None:
         if problem:
             raise TargetUnreachable(f"{url} does not answer a Waldur chat session for {flag}: {problem}")
         owners[flag] = session["user_username"]
-    if owners["--token"] == owners["--other-token"]:
-        raise UsageError(f"--token and --other-token both belong to user {owners['--token']!r}")
+        _check_role(target, flag, token, timeout)
+    flags = list(owners)
+    for i, flag in enumerate(flags):
+        for other in flags[i + 1 :]:
+            if owners[flag] == owners[other]:
+                raise UsageError(f"{flag} and {other} both belong to user {owners[flag]!r}")
+
+
+def _check_role(target: Target, flag: str, token: str, timeout: float) -> None:
+    """A staff token as --token, or a regular user's as --staff-token, would make rightful answers
+    look like leaks or refusals: refuse it up front. Waldur tells a token's role at /api/users/me/;
+    a target without that endpoint cannot be checked for this, and is taken as given."""
+    response = target.request("GET", "/api/users/me/", token=token, timeout=timeout)
+    me = _json_or_none(response) if response.status_code == 200 else None
+    if not isinstance(me, dict) or not isinstance(me.get("is_staff"), bool):
+        return
+    privileged = bool(me.get("is_staff")) or bool(me.get("is_support"))
+    who = me.get("username", "?")
+    if flag == "--staff-token" and not privileged:
+        raise UsageError(f"--staff-token belongs to {who!r}, who is neither staff nor support")
+    if flag != "--staff-token" and privileged:
+        raise UsageError(f"{flag} belongs to {who!r}, who is staff or support: it must be a regular user's token")
 
 
 def _missing(session: Any, keys: tuple[str, ...]) -> str:

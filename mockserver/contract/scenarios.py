@@ -21,7 +21,7 @@ from mockserver.contract.target import Target
 INJECTION_FIELDS = {"is_flagged", "injection_score", "injection_severity", "injection_categories"}
 
 
-def _attempt(part: str, name: str, body: Callable[[], str | None], target: Target) -> CheckResult:
+def attempt(part: str, name: str, body: Callable[[], str | None], target: Target) -> CheckResult:
     """Run one scenario under its stable name: passed (with an optional note), skipped (a
     `Skipped`, with its kind), or failed (a violation names the rule it broke)."""
     began = time.monotonic()
@@ -76,7 +76,7 @@ class StreamScenarios:
         ]
         results = []
         for name, scenario in scenarios:
-            results.append(_attempt("stream", name, scenario, self.target))
+            results.append(attempt("stream", name, scenario, self.target))
             self.tick()
         results.append(self.timing())
         return results
@@ -233,7 +233,7 @@ class ConfigurationScenarios:
         results = []
         try:
             for name, scenario in zip(self.NAMES, scenarios, strict=True):
-                results.append(_attempt("configuration", name, scenario, self.target))
+                results.append(attempt("configuration", name, scenario, self.target))
                 self.tick()
             return results
         finally:
