@@ -10,10 +10,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from mockserver.engine.faults import NO_FAULTS, Faults
 from mockserver.engine.records import Record
+
+if TYPE_CHECKING:  # upstream imports this module's request type
+    from mockserver.engine.upstream import UpstreamReply
 
 TurnKind = Literal["message", "reload", "edit", "title"]
 
@@ -58,6 +61,10 @@ class StreamFrame:
 
 
 class ReplyEngine(Protocol):
+    """Plans replies (stage 1: upstream events) and streams Waldur's records from them."""
+
     def scenario_names(self) -> list[str]: ...
+
+    def plan(self, request: ReplyRequest) -> UpstreamReply: ...
 
     def stream(self, request: ReplyRequest, frame: StreamFrame) -> AsyncGenerator[StreamItem, None]: ...
