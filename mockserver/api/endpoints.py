@@ -165,13 +165,13 @@ async def chat_stream(call: Call) -> WireStreamResponse:
         mode=body.get("mode") or None,  # type: ignore[arg-type]
         edit_message_uuid=_optional_uuid(body, "edit_message_uuid"),
     )
-    scenario, faults = _mock_selectors(call, chat.engine.scenario_names())
+    scenario, faults = mock_selectors(call, chat.engine.scenario_names())
     turn = chat.prepare(user, request, scenario=scenario, faults=faults)
     turn.request = replace(turn.request, warn=call.warn)  # the engine's warnings go to the journal
     return WireStreamResponse(chat.stream(turn), NDJSON_ENCODER, headers=STREAM_HEADERS)
 
 
-def _mock_selectors(call: Call, scenarios: list[str]) -> tuple[str | None, Faults]:
+def mock_selectors(call: Call, scenarios: list[str]) -> tuple[str | None, Faults]:
     """`X-Mock-Scenario` and `X-Mock-Fault`, refused with 400 before anything is stored."""
     headers = call.request.headers
     scenario = headers.get("x-mock-scenario") or None
