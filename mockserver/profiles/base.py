@@ -30,3 +30,4 @@ class ApiProfile:
     chat_disabled: Callable[[], ApiError]  # what a gated endpoint answers with chat disabled
     stream_path: str  # where the stream is served (the contract suite posts there)
     summary: str  # one line for `--help` and the banner
+    contract_parts: tuple[str, ...]  # the parts of `verify` that apply to this API

@@ -42,4 +42,5 @@ PROFILE = ApiProfile(
     chat_disabled=NotFound,
     stream_path="/api/chat/stream/",
     summary="invoke and the SSE stream (no threads, nothing persisted)",
+    contract_parts=("schema", "stream"),
 )
