@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from collections.abc import Iterator
 
@@ -30,6 +31,7 @@ PLAIN_REPLY = (
     b'data: {"content": "", "additional_kwargs": {"usage_metadata": {"input_tokens": 1, "output_tokens": 5}}}\n\n'
     b"\n"
 )
+NO_CREDENTIALS = {"detail": "Authentication credentials were not provided."}
 ERROR_EVENT = (
     b'event: error\ndata: {"detail":"Chat processing was interrupted due to a technical problem. '
     b'Please try again later."}\n\n'
@@ -146,7 +148,7 @@ def test_chat_disabled_is_404_before_authentication(clients: Clients) -> None:
 
 def test_anonymous_stream_is_401(clients: Clients) -> None:
     response = clients.with_token(None).post("/api/chat/stream/", json={"input": "Hi"})
-    assert (response.status_code, response.json()) == (401, {"detail": "Authentication credentials were not provided."})
+    assert (response.status_code, response.json()) == (401, NO_CREDENTIALS)
 
 
 @pytest.mark.parametrize(
@@ -226,5 +228,5 @@ def test_events_arrive_at_their_scripted_times_over_tcp() -> None:
         times = asyncio.run(event_times(base))
     assert len(times) == 4  # three chunks and the usage chunk
     assert 0.14 <= times[0] < 0.6, times  # the first chunk's delay, not the whole reply's
-    gaps = [b - a for a, b in zip(times, times[1:3], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times[:3])]
     assert all(0.08 <= gap < 0.5 for gap in gaps), times  # each event flushed on its own
