@@ -21,7 +21,7 @@ from mockserver.contract.behaviour import MARK, Budget, run_behaviour
 from mockserver.contract.findings import CheckResult, ContractViolation, Step
 from mockserver.contract.scenarios import ConfigurationScenarios, StreamScenarios
 from mockserver.contract.schema import run_schema_checks
-from mockserver.contract.sse import INVOKE_PATH, SseStreamScenarios
+from mockserver.contract.sse import INVOKE_PATH, SSE_STREAM_PART_STREAMS, SseStreamScenarios
 from mockserver.contract.streams import StreamChecker
 from mockserver.contract.target import Target, Tokens
 from mockserver.openapi.loader import SpecIndex
@@ -217,8 +217,9 @@ def _verify_sse(options: VerifyOptions, profile: ApiProfile, sink: Progress) -> 
     assert options.spec is not None
     spec = SpecIndex.from_file(options.spec)
     validator = spec.schema_validator(_stream_item_pointer(spec))
-    plan = plan_budget(options.max_streams, options.only)
-    budgets = {part: Budget(plan[part]) for part in PARTS}
+    stream_share = min(SSE_STREAM_PART_STREAMS, options.max_streams) if "stream" in options.only else 0
+    plan = {"schema": options.max_streams - stream_share if "schema" in options.only else 0, "stream": stream_share}
+    budgets = {part: Budget(plan.get(part, 0)) for part in PARTS}
     report = Report(max_streams=options.max_streams)
     started = time.monotonic()
     tokens = Tokens(options.token, options.other_token, options.staff_token)

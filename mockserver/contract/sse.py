@@ -18,6 +18,7 @@ from mockserver.contract.streams import StreamTiming
 from mockserver.contract.target import StreamCapture, Target
 from mockserver.openapi.sequential import EVENT_STREAM, SseLines, sequential_media_type
 
+SSE_STREAM_PART_STREAMS = 2  # a plain reply and, against the mock, a failing upstream
 INVOKE_PATH = "/api/chat/invoke/"
 INVOKE_ANSWER = "Invoke chat response"
 ERROR_EVENT = (
