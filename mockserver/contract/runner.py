@@ -174,7 +174,7 @@ def verify(options: VerifyOptions, progress: Progress | None = None) -> Report:
     sink = progress or _Silent()
     tokens = Tokens(options.token, options.other_token, options.staff_token)
     spec = SpecIndex.from_file(options.spec)
-    checker = StreamChecker(spec.schema_validator("/components/schemas/ChatResponse"))
+    checker = StreamChecker(spec.schema_validator(profile.stream_item_schema))
     created: dict[str, set[str]] = {"user": set(), "other": set()}
     plan = plan_budget(options.max_streams, options.only)
     budgets = {part: Budget(plan[part], created) for part in PARTS}
@@ -216,7 +216,7 @@ def _verify_sse(options: VerifyOptions, profile: ApiProfile, sink: Progress) -> 
     """A chat API without sessions or threads (SSE stream): the schema part and the SSE stream part."""
     assert options.spec is not None
     spec = SpecIndex.from_file(options.spec)
-    validator = spec.schema_validator(_stream_item_pointer(spec))
+    validator = spec.schema_validator(profile.stream_item_schema)
     stream_share = min(SSE_STREAM_PART_STREAMS, options.max_streams) if "stream" in options.only else 0
     plan = {"schema": options.max_streams - stream_share if "schema" in options.only else 0, "stream": stream_share}
     budgets = {part: Budget(plan.get(part, 0)) for part in PARTS}
@@ -250,14 +250,6 @@ def _verify_sse(options: VerifyOptions, profile: ApiProfile, sink: Progress) -> 
     report.budget = {p: PartBudget(budgets[p].granted, budgets[p].used, budgets[p].left_out) for p in options.only}
     report.seconds = time.monotonic() - started
     return report
-
-
-def _stream_item_pointer(spec: SpecIndex) -> str:
-    """Where the stream operation's SSE item schema is (the contract checks each `data:` against it)."""
-    operation = spec.operation("chat_stream")
-    item = spec.document["paths"][operation.path][operation.method.lower()]
-    schema = spec.resolve(item["responses"]["200"])["content"][EVENT_STREAM]["schema"]
-    return str(schema["$ref"]).removeprefix("#")
 
 
 def _preflight_invoke(target: Target, timeout: float) -> None:

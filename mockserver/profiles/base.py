@@ -26,6 +26,7 @@ class ApiProfile:
     spec_file: Path
     handlers: Mapping[str, Handler]  # operationId -> handler; routing refuses a spec operation without one
     encoder: Encoder  # the stream's wire format (the adapter is composed in the stream handler)
+    stream_item_schema: str  # the schema of one stream item (a record, an SSE data payload)
     check_scripts: ScriptCheck  # scripts are checked against the spec's stream schema(s) at load
     chat_disabled: Callable[[], ApiError]  # what a gated endpoint answers with chat disabled
     stream_path: str  # where the stream is served (the contract suite posts there)

@@ -38,6 +38,7 @@ PROFILE = ApiProfile(
     spec_file=SPEC_DIR / "waldur-chat-7.9.4.yaml",
     handlers=HANDLERS,
     encoder=SSE_ENCODER,
+    stream_item_schema=DATA_SCHEMA,
     check_scripts=check_sse_scripts,
     chat_disabled=NotFound,
     stream_path="/api/chat/stream/",

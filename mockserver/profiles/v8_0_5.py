@@ -25,6 +25,7 @@ PROFILE = ApiProfile(
     spec_file=WALDUR_SPEC,
     handlers=HANDLERS,
     encoder=NDJSON_ENCODER,
+    stream_item_schema=RECORD_SCHEMA,
     check_scripts=check_record_scripts,
     chat_disabled=FailedDependency,
     stream_path="/api/chat/stream/",
