@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,6 +14,9 @@ import pytest
 from mockserver.api.streaming import ConnectionDroppedOnPurpose
 from mockserver.app import MockApp, ServerOptions, create_app
 from mockserver.engine.scripts import load_scripts_text
+from mockserver.openapi.loader import SpecIndex
+from mockserver.openapi.validation import ValidationMiddleware, ViolationLog
+from mockserver.profiles import get_profile
 from tests.support import Clients, clients_for, served_app
 
 SCRIPTS = """
@@ -230,3 +234,33 @@ def test_events_arrive_at_their_scripted_times_over_tcp() -> None:
     assert 0.14 <= times[0] < 0.6, times  # the first chunk's delay, not the whole reply's
     gaps = [b - a for a, b in itertools.pairwise(times[:3])]
     assert all(0.08 <= gap < 0.5 for gap in gaps), times  # each event flushed on its own
+
+
+# -- response validation of an SSE body, line by line ------------------------------------
+BAD_SSE = (
+    b'data: {"content": 1, "additional_kwargs": {}}\n\nevent: nope\ndata: {"detail":"x"}\n\n'
+    b'retry: 5\ndata: {"content": "x"'
+)
+
+
+async def bad_sse(scope: Any, receive: Any, send: Any) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    for piece in (BAD_SSE[:30], BAD_SSE[30:]):  # a line split across two body messages
+        await send({"type": "http.response.body", "body": piece, "more_body": True})
+    await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def test_response_validation_checks_each_sse_line() -> None:
+    spec = SpecIndex.from_file(get_profile("7.9.4").spec_file)
+    log = ViolationLog()
+    checked = ValidationMiddleware(bad_sse, spec=spec, validate_responses=True, violations=log)  # type: ignore[arg-type]
+    with clients_for(checked) as made:  # type: ignore[arg-type]
+        assert made.alice.post("/api/chat/stream/", json={"input": "Hi"}).content == BAD_SSE
+    found = [(v.line, v.message.split(":")[0]) for v in log.drain()]
+    assert found == [
+        (1, "data {'content'"),  # content is not a string
+        (3, "undocumented event name 'nope'"),
+        (4, "data {'detail'"),  # not Waldur's error detail
+        (6, "not a data or event line"),
+        (7, "unterminated last line"),
+    ], found

@@ -60,7 +60,7 @@ class SseLines:
             name = value.decode("utf-8", "replace")
             return [] if name in self.event_names else [f"undocumented event name {name!r}"]
         if field != b"data":
-            return [f"not an SSE field line: {line[:80]!r}"]
+            return [f"not a data or event line: {line[:80]!r}"]
         try:
             item = json.loads(value)
         except ValueError:
