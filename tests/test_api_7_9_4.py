@@ -17,7 +17,7 @@ from mockserver.engine.scripts import load_scripts_text
 from mockserver.openapi.loader import SpecIndex
 from mockserver.openapi.validation import ValidationMiddleware, ViolationLog
 from mockserver.profiles import get_profile
-from tests.support import Clients, clients_for, served_app
+from tests.support import Clients, clients_for, served, served_app
 
 SCRIPTS = """
 scripts:
@@ -264,3 +264,16 @@ def test_response_validation_checks_each_sse_line() -> None:
         (6, "not a data or event line"),
         (7, "unterminated last line"),
     ], found
+
+
+# -- the command line ------------------------------------------------------------------
+@pytest.mark.slow
+def test_serve_api_7_9_4_says_so_and_serves_sse() -> None:
+    with served(["--api", "7.9.4"]) as server:
+        health = httpx.get(f"{server.base}/__mock__/health").json()
+        stream = httpx.post(
+            f"{server.base}/api/chat/stream/", json={"input": "hello"}, headers={"Authorization": "Token alice-token"}
+        )
+    assert health == {"status": "ok", "spec_version": "7.9.4"}
+    assert stream.headers["content-type"] == "text/event-stream" and stream.text.startswith("data: {")
+    assert "serving Waldur 7.9.4 chat API" in server.stdout
