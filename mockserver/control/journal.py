@@ -21,10 +21,10 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mockserver.openapi.sequential import NDJSON
 from mockserver.util import REQUEST_WARNINGS, format_datetime
 
 CONTROL_PREFIX = "/__mock__/"
-NDJSON = "application/x-ndjson"
 BODY_LIMIT = 16 * 1024  # bytes of each body (or of a stream's records) kept per entry
 HEADER_VALUE_LIMIT = 1024  # characters of each header value kept
 REDACTED = "REDACTED"

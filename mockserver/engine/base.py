@@ -2,8 +2,9 @@
 
 The service owns state: it supplies the opening record (the thread `m`) and a `finish`
 callback that persists the turn and returns the closing record. The engine owns the
-stream: content records, their order and timing, faults, and calling `finish` exactly
-once (in a `finally`, so a dropped client still persists).
+stream: it plans the upstream events (`ReplyEngine.plan`), and the record adapter turns
+them into records and calls `finish` exactly once (in a `finally`, so a dropped client
+still persists); the writer applies the wire faults.
 """
 
 from __future__ import annotations
