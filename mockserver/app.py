@@ -22,7 +22,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from mockserver.api.auth import identifies_user
 from mockserver.api.context import Services
-from mockserver.api.endpoints import HANDLERS
 from mockserver.api.limits import RequestLimits
 from mockserver.api.rendering import json_response
 from mockserver.api.router import SpecRouter
@@ -41,8 +40,9 @@ from mockserver.engine.scripts import ScriptSet, load_script_dir
 from mockserver.engine.scripts.loader import DEFAULT_SCRIPT_DIR, check_unique, require_catch_all
 from mockserver.engine.scripts.model import Script
 from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
-from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
-from mockserver.openapi.validation import RECORD_SCHEMA, ValidationMiddleware, ViolationLog, record_problems
+from mockserver.openapi.loader import SpecIndex
+from mockserver.openapi.validation import ValidationMiddleware, ViolationLog
+from mockserver.profiles import DEFAULT_API, get_profile
 from mockserver.resources import UI_DIR
 from mockserver.seed import apply_seed, load_seed
 from mockserver.store import ChatStore, User
@@ -68,7 +68,8 @@ CORS_EXPOSE_HEADERS = ["X-Result-Count", "Link"]
 class ServerOptions:
     users: list[User] | None = None  # default: loaded from users_file
     users_file: Path = DEFAULT_USERS_FILE
-    spec_file: Path = WALDUR_SPEC
+    api: str = DEFAULT_API  # the API profile: which Waldur version is served (`--api`)
+    spec_file: Path | None = None  # default: the profile's spec
     validate_responses: bool = False
     cors: bool = True  # for the chat API; the control API never sends CORS headers
     allowed_hosts: tuple[str, ...] = ()  # Host names besides localhost and IPs the control API answers
@@ -88,7 +89,8 @@ class MockApp:
     def __init__(self, options: ServerOptions | None = None):
         self.options = options or ServerOptions()
         users = self.options.users if self.options.users is not None else load_users(self.options.users_file)
-        self.spec = SpecIndex.from_file(self.options.spec_file)
+        self.profile = get_profile(self.options.api)
+        self.spec = SpecIndex.from_file(self.options.spec_file or self.profile.spec_file)
         self.store = ChatStore(users)
         self.seed = load_seed(self.options.seed_data, {u.username for u in users}) if self.options.seed_data else []
         apply_seed(self.store, self.seed)
@@ -100,18 +102,23 @@ class MockApp:
             load_script_dir(self.options.scripts), str(self.options.scripts), self.options.allow_no_catch_all
         )
         self.engine = self.options.engine or ScriptedEngine(self._default_scripts, self.tools)
-        self.chat = ChatService(self.store, self.engine, self.settings)
+        self.chat = ChatService(self.store, self.engine, self.settings, self.profile.chat_disabled)
         self.services = Services(store=self.store, settings=self.settings, chat=self.chat, tools=self.tools)
-        self.journal = RequestJournal(self.options.journal_limit)
+        self.journal = RequestJournal(self.options.journal_limit, api=self.profile.name)
         self.violations = ViolationLog()
         self.control = ControlAPI(
-            lambda: self.settings, self.journal, self.reset, _Scripts(self), lambda: self.store.users
+            lambda: self.settings,
+            self.journal,
+            self.reset,
+            _Scripts(self),
+            lambda: self.store.users,
+            api_version=self.profile.name,
         )
         self.playground = Playground(UI_DIR)
         self.asgi = self._build()
 
     def _build(self) -> Starlette:
-        router = SpecRouter(self.spec, self.services, HANDLERS)
+        router = SpecRouter(self.spec, self.services, self.profile.handlers)
         middleware = [
             Middleware(JournalMiddleware, journal=self.journal),
             Middleware(RequestLimits, path_limits=CONTROL_BODY_LIMITS),
@@ -150,11 +157,10 @@ class MockApp:
     def load_scripts(
         self, scripts: list[Script], source: str = "<scripts>", allow_no_catch_all: bool = False
     ) -> ScriptSet:
-        """Check a script set against the spec's record schema (dry run); raise ScriptError if unusable."""
+        """Check a script set against the profile's stream schema (dry run); raise ScriptError if unusable."""
         check_unique(scripts)
         script_set = ScriptSet(scripts)
-        validator = self.spec.schema_validator(RECORD_SCHEMA)
-        ScriptedEngine(script_set, self.tools).check(lambda record: record_problems(validator, record))
+        self.profile.check_scripts(ScriptedEngine(script_set, self.tools), self.spec)
         if not allow_no_catch_all:
             require_catch_all(scripts, source)
         return script_set

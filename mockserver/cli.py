@@ -17,6 +17,7 @@ from typing import Any
 
 from mockserver import __version__
 from mockserver.errors import ConfigurationError
+from mockserver.profiles import API_NAMES, DEFAULT_API
 from mockserver.resources import SEED_FILE
 
 # Mirrors contract.runner.PARTS, kept import-light (serve must not import the contract suite).
@@ -106,7 +107,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="waldur-chat-mock",
-        description="A stateful mock of Waldur's chat API (8.0.5) and a contract suite for any implementation of it.",
+        description="A stateful mock of Waldur's chat API (8.0.5, or 7.9.4 with --api) and a contract suite"
+        " for any implementation of it.",
         epilog=MAIN_EPILOG,
         formatter_class=_HelpFormatter,
     )
@@ -118,6 +120,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Serve the mock of Waldur's chat API, its control API under /__mock__/, and a demo setup.",
         epilog=SERVE_EPILOG,
         formatter_class=_HelpFormatter,
+    )
+    serve.add_argument(
+        "--api", choices=API_NAMES, default=DEFAULT_API, help="the Waldur version whose chat API is served"
     )
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
     serve.add_argument("--port", type=_port, default=8000, help="port to listen on")
@@ -177,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check an implementation of Waldur's chat API (a deployment or this mock) against the contract.",
         epilog=VERIFY_EPILOG,
         formatter_class=_HelpFormatter,
+    )
+    verify.add_argument(
+        "--api", choices=API_NAMES, default=DEFAULT_API, help="the Waldur version whose chat API the target serves"
     )
     verify.add_argument("--base-url", required=True, help="the target, e.g. https://waldur.example.com")
     verify.add_argument("--token", required=True, help="API token of a regular user")
@@ -261,6 +269,7 @@ def serve(args: argparse.Namespace) -> int:
     from mockserver.users import DEFAULT_USERS_FILE
 
     options = ServerOptions(
+        api=args.api,
         users_file=args.users or DEFAULT_USERS_FILE,
         validate_responses=args.validate_responses,
         cors=not args.no_cors,
@@ -276,7 +285,8 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(options)
     _ensure_free(args.host, args.port)
     base = f"http://{args.host}:{args.port}"
-    print(f"waldur-chat-mock serving Waldur 8.0.5 chat API on {base}/api/", flush=True)
+    print(f"waldur-chat-mock serving Waldur {app.profile.name} chat API on {base}/api/", flush=True)
+    print(f"  API profile {app.profile.name}: {app.profile.summary}", flush=True)
     for user in app.store.users:
         role = "staff" if user.is_staff else "support" if user.is_support else "user"
         print(f"  {user.username:<10} {role:<8} Authorization: Token {user.token}", flush=True)
@@ -336,6 +346,7 @@ def verify(args: argparse.Namespace) -> int:
     from mockserver.contract.runner import verify as run_verify
 
     options = VerifyOptions(
+        api=args.api,
         base_url=args.base_url,
         token=args.token,
         other_token=args.other_token,

@@ -5,7 +5,8 @@ tests/data/waldur-published so that this runs in every clone): every published o
 served, with the same parameter names, types and required flags, enum values and response
 fields. Where ours is deliberately different (more precise), the difference is listed in
 DEVIATIONS with the reason; any other difference fails. The 7.9.4 schema checks that what
-7.9.4 had is either still served the same way or listed as removed.
+7.9.4 had is either still served the same way or listed as removed, and the 7.9.4 profile's
+own spec gets the same mechanical check against it.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ import yaml
 from openapi_spec_validator import validate
 
 from mockserver.openapi.loader import CONTROL_SPEC, WALDUR_SPEC, SpecIndex
+from mockserver.profiles import get_profile
 
 PUBLISHED_DIR = Path(__file__).resolve().parent / "data" / "waldur-published"
 REFERENCE_SPEC = PUBLISHED_DIR / "waldur-8.0.5-chat.yaml"
 REFERENCE_SPEC_7_9_4 = PUBLISHED_DIR / "waldur-7.9.4-chat.yaml"
+SPEC_7_9_4 = get_profile("7.9.4").spec_file
 
 # 7.9.4 operations that 8.0.5 no longer has -> the release that removed them.
 REMOVED_SINCE_7_9_4 = {"chat_invoke": "8.0.0"}
@@ -56,7 +59,7 @@ def published_operation_ids() -> list[str]:
     return sorted(operations(load(REFERENCE_SPEC)))
 
 
-@pytest.mark.parametrize("path", [WALDUR_SPEC, CONTROL_SPEC], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", [WALDUR_SPEC, SPEC_7_9_4, CONTROL_SPEC], ids=lambda p: p.name)
 def test_spec_is_valid_openapi(path: Path) -> None:
     validate(load(path))
 
@@ -156,8 +159,29 @@ def parameters(document: dict[str, Any], op: dict[str, Any]) -> dict[tuple[str, 
     return {(p["name"], p["in"]): p for p in map(resolve, op.get("parameters", []))}
 
 
+def test_the_7_9_4_spec_serves_every_published_7_9_4_operation_and_loads_in_schemathesis() -> None:
+    import schemathesis
+
+    published = set(operations(load(REFERENCE_SPEC_7_9_4)))
+    assert published == {"chat_invoke", "chat_stream"}
+    index = SpecIndex.from_file(SPEC_7_9_4)
+    assert {op.operation_id for r in index.routes for op in r.operations.values()} == published
+    loaded = schemathesis.openapi.from_path(str(SPEC_7_9_4))
+    assert sum(1 for _ in loaded.get_all_operations()) == len(published)
+
+
+@pytest.mark.parametrize("operation_id", sorted(operations(load(REFERENCE_SPEC_7_9_4))))
+def test_7_9_4_operation_matches_the_published_7_9_4_schema(operation_id: str) -> None:
+    check_operation(operation_id, load(SPEC_7_9_4), load(REFERENCE_SPEC_7_9_4))
+
+
 @pytest.mark.parametrize("operation_id", published_operation_ids())
 def test_operation_matches_the_published_schema(operation_id: str, ours: dict, real: dict) -> None:
+    check_operation(operation_id, ours, real)
+
+
+def check_operation(operation_id: str, ours: dict, real: dict) -> None:
+    """Same path and method, parameters, documented statuses and media types, fields and types."""
     our_path, our_method, our_op = operations(ours)[operation_id]
     real_path, real_method, real_op = operations(real)[operation_id]
     assert (our_path, our_method) == (real_path, real_method)

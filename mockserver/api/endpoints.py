@@ -11,11 +11,12 @@ from mockserver.api.filters import filter_messages, filter_threads, order_thread
 from mockserver.api.pagination import paginate
 from mockserver.api.rendering import json_response, no_content
 from mockserver.api.serializers import message_json, quota_usage_json, restrict_fields, session_json, thread_json
-from mockserver.api.streaming import RecordStreamResponse
+from mockserver.api.streaming import WireStreamResponse
 from mockserver.chat.deployment import PERIODS
 from mockserver.chat.quota import ensure_may_set_quota, usage_subject, user_by_uuid
 from mockserver.chat.service import StreamRequest
 from mockserver.chat.tool_calls import execute_tool
+from mockserver.engine.adapters.waldur_records import NDJSON_ENCODER
 from mockserver.engine.faults import Faults, FaultSyntaxError, parse_fault_header
 from mockserver.errors import NotFound, ParseError
 from mockserver.store import Thread, User
@@ -149,7 +150,7 @@ def _optional_uuid(body: dict[str, object], name: str) -> str | None:
 
 
 @operation("chat_stream")
-async def chat_stream(call: Call) -> RecordStreamResponse:
+async def chat_stream(call: Call) -> WireStreamResponse:
     """Checks in Waldur's order (section 2.2), then the NDJSON body."""
     chat = call.services.chat
     chat.ensure_enabled()
@@ -164,13 +165,13 @@ async def chat_stream(call: Call) -> RecordStreamResponse:
         mode=body.get("mode") or None,  # type: ignore[arg-type]
         edit_message_uuid=_optional_uuid(body, "edit_message_uuid"),
     )
-    scenario, faults = _mock_selectors(call, chat.engine.scenario_names())
+    scenario, faults = mock_selectors(call, chat.engine.scenario_names())
     turn = chat.prepare(user, request, scenario=scenario, faults=faults)
     turn.request = replace(turn.request, warn=call.warn)  # the engine's warnings go to the journal
-    return RecordStreamResponse(chat.stream(turn), headers=STREAM_HEADERS)
+    return WireStreamResponse(chat.stream(turn), NDJSON_ENCODER, headers=STREAM_HEADERS)
 
 
-def _mock_selectors(call: Call, scenarios: list[str]) -> tuple[str | None, Faults]:
+def mock_selectors(call: Call, scenarios: list[str]) -> tuple[str | None, Faults]:
     """`X-Mock-Scenario` and `X-Mock-Fault`, refused with 400 before anything is stored."""
     headers = call.request.headers
     scenario = headers.get("x-mock-scenario") or None

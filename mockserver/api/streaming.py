@@ -1,25 +1,25 @@
-"""An ASGI response that writes stream items as NDJSON lines, one flush per record.
+"""An ASGI response that writes a stream's wire items through its encoder, one flush per item.
 
 Unlike Starlette's `StreamingResponse` it always closes the item generator (so the
 engine's `finally` persists the turn), it watches for the client going away even while
 the generator waits (a stall), it sends the status line only with the first item (so a
-delayed first record delays every byte), and it carries out the engine's wire faults: a
+delayed first record delays every byte), and it carries out the writer's wire faults: a
 raw line is written as it is, and a dropped connection is cut without terminating the body.
+It knows no protocol: the encoder (NDJSON line, SSE event) gives the bytes and media type.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncGenerator, Mapping
+from typing import Any
 
 import anyio
 from starlette.types import Receive, Scope, Send
 
-from mockserver.engine.base import DropConnection, RawLine, StreamItem
-from mockserver.engine.records import encode_record
+from mockserver.engine.base import DropConnection, RawLine
+from mockserver.engine.writer import Encoder, encode_item
 from mockserver.openapi.validation import WIRE_FAULT_FLAG
-
-NDJSON_MEDIA_TYPE = "application/x-ndjson"
 
 
 class ConnectionDroppedOnPurpose(Exception):
@@ -41,10 +41,11 @@ class _QuietDrops(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
 
-class RecordStreamResponse:
-    def __init__(self, items: AsyncGenerator[StreamItem, None], headers: Mapping[str, str] | None = None):
+class WireStreamResponse:
+    def __init__(self, items: AsyncGenerator[Any, None], encoder: Encoder, headers: Mapping[str, str] | None = None):
         self.items = items
-        self.headers = [(b"content-type", NDJSON_MEDIA_TYPE.encode())] + [
+        self.encoder = encoder
+        self.headers = [(b"content-type", encoder.media_type.encode())] + [
             (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (headers or {}).items()
         ]
         self._started = False
@@ -61,9 +62,7 @@ class RecordStreamResponse:
                         break
                     if isinstance(item, RawLine):
                         scope.setdefault("state", {})[WIRE_FAULT_FLAG] = True
-                        body = item.data
-                    else:
-                        body = encode_record(item)
+                    body = encode_item(item, self.encoder)
                     await send({"type": "http.response.body", "body": body, "more_body": True})
                 else:
                     await self._start(send)

@@ -8,7 +8,7 @@ client that disconnects still leaves both messages behind.
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,7 +17,7 @@ from mockserver.chat.injection import CLEAN, HISTORY_EXCLUSION_THRESHOLD, Detect
 from mockserver.engine.base import DropConnection, ReplyEngine, ReplyRequest, StreamFrame, StreamItem, TurnKind
 from mockserver.engine.faults import Faults
 from mockserver.engine.records import Record, thread_record, uuids_record
-from mockserver.errors import Conflict, FailedDependency, NotFound, ValidationFailed
+from mockserver.errors import ApiError, Conflict, FailedDependency, NotFound, ValidationFailed
 from mockserver.store import AnswerSlot, ChatStore, Message, Thread, User
 
 TITLE_MAX_LENGTH = 150
@@ -62,16 +62,23 @@ class PreparedTurn:
 
 
 class ChatService:
-    def __init__(self, store: ChatStore, engine: ReplyEngine, settings: DeploymentSettings):
+    def __init__(
+        self,
+        store: ChatStore,
+        engine: ReplyEngine,
+        settings: DeploymentSettings,
+        disabled: Callable[[], ApiError] = FailedDependency,
+    ):
         self.store = store
         self.engine = engine
         self.settings = settings
         self.quota = QuotaBook(settings)
+        self.disabled = disabled  # the API profile's answer with chat off (424, or 404 before 8.0)
 
     # -- checks before the body is read (steps 1 and 3) ----------------------
     def ensure_enabled(self) -> None:
         if not self.settings.chat_enabled:
-            raise FailedDependency()
+            raise self.disabled()
 
     def ensure_upstream_configured(self) -> None:
         if not self.settings.upstream_url_configured:
@@ -121,6 +128,18 @@ class ChatService:
             speed=self.settings.speed,
         )
         return turn
+
+    def unbound_request(
+        self, user: User, text: str, *, scenario: str | None = None, faults: Faults | None = None
+    ) -> ReplyRequest:
+        """A reply bound to no thread (the pre-8.0 stream): nothing stored, no quota, no scan."""
+        return ReplyRequest(
+            input=text,
+            username=user.username,
+            scenario=scenario,
+            faults=self.settings.faults.merged(faults or Faults()),
+            speed=self.settings.speed,
+        )
 
     def _owned_thread(self, thread_uuid: str, user: User) -> Thread:
         thread = self.store.thread_owned_by(thread_uuid, user)

@@ -139,7 +139,7 @@ class ChatMachine(RuleBasedStateMachine):
 
     def stream(self, who: str, body: dict[str, Any], expect: StreamExpectation) -> list[dict[str, Any]]:
         capture = self.target.stream(body, token=self.token(who))
-        step = self.target.broken(capture, body) or Step("POST", "/api/chat/stream/", capture.status, body)
+        step = self.target.broken(capture, body) or Step("POST", self.target.stream_path, capture.status, body)
         self.log.append(step)
         if capture.error:
             raise self.fail("stream.connection", f"the connection broke mid-stream: {capture.error}")
@@ -157,7 +157,7 @@ class ChatMachine(RuleBasedStateMachine):
         """A stream the target must refuse before streaming, with Waldur's exact body."""
         capture = self.target.stream(body, token=self.token(who))
         self.log.append(
-            Step("POST", "/api/chat/stream/", capture.status, body, capture.body[:200].decode("utf-8", "replace"))
+            Step("POST", self.target.stream_path, capture.status, body, capture.body[:200].decode("utf-8", "replace"))
         )
         try:
             answer = json.loads(capture.body)

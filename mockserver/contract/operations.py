@@ -213,7 +213,9 @@ class OperationScenarios:
         if capture.status != 409 or answer != {"detail": "Daily token limit exceeded."}:
             steps = [
                 Step("POST", SET_QUOTA, 200, {"user_uuid": user_uuid, "daily_limit": 0}),
-                Step("POST", "/api/chat/stream/", capture.status, body, capture.body[:300].decode("utf-8", "replace")),
+                Step(
+                    "POST", self.target.stream_path, capture.status, body, capture.body[:300].decode("utf-8", "replace")
+                ),
             ]
             message = 'a daily_limit of 0 set by staff must make the stream 409 "Daily token limit exceeded."'
             raise ContractViolation(check, message, steps)

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
@@ -22,9 +22,16 @@ from mockserver.contract.findings import CheckResult, ContractViolation, Step
 from mockserver.contract.operations import OperationScenarios
 from mockserver.contract.scenarios import ConfigurationScenarios, StreamScenarios
 from mockserver.contract.schema import run_schema_checks
+from mockserver.contract.sse import INVOKE_PATH, SSE_STREAM_PART_STREAMS, SseStreamScenarios
 from mockserver.contract.streams import StreamChecker
 from mockserver.contract.target import Target, Tokens
-from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
+from mockserver.openapi.loader import SpecIndex
+from mockserver.openapi.sequential import EVENT_STREAM
+from mockserver.openapi.validation import record_problems
+from mockserver.profiles import DEFAULT_API, get_profile
+
+if TYPE_CHECKING:
+    from mockserver.profiles.base import ApiProfile
 
 PARTS = ("schema", "stream", "behaviour", "operations", "configuration")
 # Streams reserved before the schema part takes what is left (see `plan_budget`).
@@ -58,7 +65,8 @@ class VerifyOptions:
     only: tuple[str, ...] = PARTS
     stream_timeout: float = 60.0
     behaviour_steps: int = 10
-    spec: Path = WALDUR_SPEC
+    api: str = DEFAULT_API  # the API profile the target implements (`verify --api`)
+    spec: Path | None = None  # default: the profile's spec
     app: Any = None  # an ASGI app to check in-process instead of base_url
     preflight_timeout: float = 10.0  # seconds the first requests may take: a dead target is told quickly
 
@@ -164,16 +172,26 @@ def check_tokens(options: VerifyOptions) -> None:
 
 def verify(options: VerifyOptions, progress: Progress | None = None) -> Report:
     check_tokens(options)
+    profile = get_profile(options.api)
+    options = replace(options, spec=options.spec or profile.spec_file, only=_profile_parts(options, profile))
+    if profile.encoder.media_type == EVENT_STREAM:
+        return _verify_sse(options, profile, progress or _Silent())
     sink = progress or _Silent()
     tokens = Tokens(options.token, options.other_token, options.staff_token)
     spec = SpecIndex.from_file(options.spec)
-    checker = StreamChecker(spec.schema_validator("/components/schemas/ChatResponse"))
+    checker = StreamChecker(spec.schema_validator(profile.stream_item_schema))
     created: dict[str, set[str]] = {"user": set(), "other": set()}
     plan = plan_budget(options.max_streams, options.only)
     budgets = {part: Budget(plan[part], created) for part in PARTS}
     report = Report(max_streams=options.max_streams)
     started = time.monotonic()
-    target = Target(options.base_url, tokens, app=options.app, stream_timeout=options.stream_timeout)
+    target = Target(
+        options.base_url,
+        tokens,
+        app=options.app,
+        stream_timeout=options.stream_timeout,
+        stream_path=profile.stream_path,
+    )
     with target:
         _preflight(target, options.preflight_timeout)
         usage = _token_usage(target)
@@ -186,6 +204,72 @@ def verify(options: VerifyOptions, progress: Progress | None = None) -> Report:
     report.budget = {p: PartBudget(budgets[p].granted, budgets[p].used, budgets[p].left_out) for p in streaming}
     report.seconds = time.monotonic() - started
     return report
+
+
+def _profile_parts(options: VerifyOptions, profile: ApiProfile) -> tuple[str, ...]:
+    """All of the profile's parts by default; a part the profile has not is a usage error."""
+    if options.only == PARTS:
+        return tuple(p for p in PARTS if p in profile.contract_parts)
+    missing = [p for p in options.only if p not in profile.contract_parts]
+    if missing:
+        have = ", ".join(profile.contract_parts)
+        raise UsageError(f"--api {profile.name} has no {', '.join(missing)} part (it has: {have})")
+    return options.only
+
+
+def _verify_sse(options: VerifyOptions, profile: ApiProfile, sink: Progress) -> Report:
+    """A chat API without sessions or threads (SSE stream): the schema part and the SSE stream part."""
+    assert options.spec is not None
+    spec = SpecIndex.from_file(options.spec)
+    validator = spec.schema_validator(profile.stream_item_schema)
+    stream_share = min(SSE_STREAM_PART_STREAMS, options.max_streams) if "stream" in options.only else 0
+    plan = {"schema": options.max_streams - stream_share if "schema" in options.only else 0, "stream": stream_share}
+    budgets = {part: Budget(plan.get(part, 0)) for part in PARTS}
+    report = Report(max_streams=options.max_streams)
+    started = time.monotonic()
+    tokens = Tokens(options.token, options.other_token, options.staff_token)
+    target = Target(
+        options.base_url,
+        tokens,
+        app=options.app,
+        stream_timeout=options.stream_timeout,
+        stream_path=profile.stream_path,
+    )
+    with target:
+        _preflight_invoke(target, options.preflight_timeout)
+        runs: dict[str, Callable[[], list[CheckResult]]] = {
+            "schema": lambda: _schema(options, budgets["schema"], lambda: sink.case_done("schema", 0)),
+            "stream": lambda: SseStreamScenarios(
+                target,
+                lambda item: record_problems(validator, item),
+                budgets["stream"],
+                lambda: sink.case_done("stream", 0),
+            ).run(),
+        }
+        for part in options.only:
+            sink.part_started(part, budgets[part].granted)
+            began = time.monotonic()
+            results = _guarded(part, runs[part], target)
+            sink.part_finished(part, results, time.monotonic() - began)
+            report.results += results
+    report.budget = {p: PartBudget(budgets[p].granted, budgets[p].used, budgets[p].left_out) for p in options.only}
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def _preflight_invoke(target: Target, timeout: float) -> None:
+    """Without sessions, each token must be accepted by `invoke`; anything else is one line and exit 2."""
+    tokens = target.tokens
+    for flag, token in (("--token", tokens.user), ("--other-token", tokens.other)):
+        url = f"{target.base_url}{INVOKE_PATH}"
+        try:
+            response = target.request("POST", INVOKE_PATH, token=token, timeout=timeout)
+        except Exception as exc:
+            raise TargetUnreachable(f"cannot reach {target.base_url}: {type(exc).__name__}: {exc}") from None
+        if response.status_code != 200:
+            raise TargetUnreachable(
+                f"{url} answered {response.status_code} for {flag} (expected 200): {_one_line(response.text)}"
+            )
 
 
 def _run_parts(
@@ -234,6 +318,7 @@ def _guarded(part: str, run: Callable[[], list[CheckResult]], target: Target) ->
 
 
 def _schema(options: VerifyOptions, budget: Budget, tick: Callable[[], None]) -> list[CheckResult]:
+    assert options.spec is not None
     return run_schema_checks(
         options.spec,
         options.token,

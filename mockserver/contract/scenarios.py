@@ -54,7 +54,7 @@ class StreamScenarios:
             raise Skipped("stream budget (--max-streams) exhausted", "budget")
         token = token or self.target.tokens.user
         capture = self.target.stream(body, token=token)
-        step = self.target.broken(capture, body) or Step("POST", "/api/chat/stream/", capture.status, body)
+        step = self.target.broken(capture, body) or Step("POST", self.target.stream_path, capture.status, body)
         if capture.error:
             raise ContractViolation("stream.connection", f"the connection broke mid-stream: {capture.error}", [step])
         if capture.status != 200:
@@ -133,7 +133,7 @@ class StreamScenarios:
                 "mode": "edit",
                 "edit_message_uuid": message,
             }
-            response = self.target.request("POST", "/api/chat/stream/", json=body, token=self.target.tokens.user)
+            response = self.target.request("POST", self.target.stream_path, json=body, token=self.target.tokens.user)
             if response.status_code != 400 or _json(response) != answer:
                 got = f"{response.status_code} {response.text[:200]}"
                 raise ContractViolation(check, f"expected 400 {answer}, got {got}", [self.target.step(response, body)])
@@ -146,7 +146,7 @@ class StreamScenarios:
             raise ContractViolation(
                 "stream.reload_final_m",
                 f"reload's final m has {sorted(final)}",
-                [Step("POST", "/api/chat/stream/", 200, body)],
+                [Step("POST", self.target.stream_path, 200, body)],
             )
         self.last = {**self.last, **final}
 
@@ -164,7 +164,7 @@ class StreamScenarios:
             raise ContractViolation(
                 "stream.edit_final_m",
                 f"edit's final m has {sorted(final)}",
-                [Step("POST", "/api/chat/stream/", 200, body)],
+                [Step("POST", self.target.stream_path, 200, body)],
             )
 
     def title_call(self) -> None:
@@ -257,7 +257,7 @@ class ConfigurationScenarios:
             self.target.request("PATCH", "/__mock__/config", json=restore)
 
     def expect(self, check: str, body: Any, token: str | None, status: int, answer: Any) -> None:
-        response = self.target.request("POST", "/api/chat/stream/", json=body, token=token)
+        response = self.target.request("POST", self.target.stream_path, json=body, token=token)
         step = self.target.step(response, body, response.text[:200])
         if response.status_code != status or _json(response) != answer:
             raise ContractViolation(

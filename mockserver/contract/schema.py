@@ -1,8 +1,9 @@
 """Schema conformance (part 1): schemathesis over every operation, all phases, all checks.
 
 The spec is adapted in memory before schemathesis sees it:
-- an NDJSON body is read as the array of its lines and each line is validated against
-  the record schema (schemathesis validates a stream against the media schema whole);
+- a stream body (NDJSON, or SSE) is read as the array of its items (lines, or `data:`
+  payloads) and each is validated against the item schema under its media type
+  (schemathesis validates a body against the media schema whole);
 - negative cases that only mutated parameters the real server treats leniently
   (`x-waldur-on-invalid`) do not count as "accepted invalid data";
 - authentication is configured for the `tokenAuth` scheme, so negative cases stay meaningful;
@@ -29,8 +30,8 @@ from schemathesis.openapi.checks import RejectedPositiveData
 from mockserver.contract.behaviour import MARK, Budget
 from mockserver.contract.findings import CheckResult, Step
 from mockserver.openapi.loader import SpecIndex
+from mockserver.openapi.sequential import EVENT_STREAM, NDJSON, SEQUENTIAL_MEDIA_TYPES
 
-NDJSON = "application/x-ndjson"
 LENIENT = "x-waldur-on-invalid"
 STREAM_OPERATION = "chat_stream"
 
@@ -42,15 +43,23 @@ def _ndjson(ctx: Any, response: Any) -> list[Any]:
     return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 
+@schemathesis.deserializer(EVENT_STREAM)
+def _event_stream(ctx: Any, response: Any) -> list[Any]:
+    """An SSE body as the JSON array of its `data:` payloads."""
+    text = response.content.decode(response.encoding or "utf-8")
+    return [json.loads(line[5:]) for line in text.splitlines() if line.startswith("data:")]
+
+
 def adapt_spec(document: dict[str, Any]) -> dict[str, Any]:
-    """Wrap each NDJSON item schema as an array of items, in a copy of the spec."""
+    """Wrap each stream item schema (NDJSON, SSE) as an array of items, in a copy of the spec."""
     adapted = copy.deepcopy(document)
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
             media = node.get("content")
-            if isinstance(media, dict) and isinstance(media.get(NDJSON), dict) and "schema" in media[NDJSON]:
-                media[NDJSON]["schema"] = {"type": "array", "items": media[NDJSON]["schema"]}
+            for name in SEQUENTIAL_MEDIA_TYPES:
+                if isinstance(media, dict) and isinstance(media.get(name), dict) and "schema" in media[name]:
+                    media[name]["schema"] = {"type": "array", "items": media[name]["schema"]}
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):
@@ -130,7 +139,8 @@ _STATE_LOCK = threading.Lock()
 
 def _deadline_reader(response: Any, *args: Any, **kwargs: Any) -> Any:
     """Over the network, read a stream against a wall-clock deadline (requests' timeout is per read)."""
-    if response.headers.get("Content-Type", "").split(";")[0].strip() != NDJSON or response._content_consumed:
+    media = response.headers.get("Content-Type", "").split(";")[0].strip()
+    if media not in SEQUENTIAL_MEDIA_TYPES or response._content_consumed:
         return response
     deadline = time.monotonic() + _STATE.stream_deadline
     body = bytearray()

@@ -16,8 +16,8 @@ from jsonschema.protocols import Validator
 
 from mockserver.contract.findings import ContractViolation, Step
 from mockserver.contract.target import StreamCapture, Target
+from mockserver.openapi.sequential import NDJSON
 
-NDJSON = "application/x-ndjson"
 HEX32 = frozenset("0123456789abcdef")
 
 

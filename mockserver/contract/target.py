@@ -19,6 +19,7 @@ import anyio.from_thread
 import httpx
 
 from mockserver.contract.findings import Step
+from mockserver.profiles import get_profile
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,10 @@ class Target:
         app: Any = None,
         stream_timeout: float = 60.0,
         request_timeout: float = 30.0,
+        stream_path: str | None = None,
     ):
         self.base_url = base_url.rstrip("/")
+        self.stream_path = stream_path or get_profile().stream_path  # the API profile's stream operation
         self.tokens = tokens
         self.app = app
         self.stream_timeout = stream_timeout
@@ -123,7 +126,7 @@ class Target:
 
     def stream(self, body: dict[str, Any], *, token: str, headers: dict[str, str] | None = None) -> StreamCapture:
         assert self._portal is not None
-        self.last = Step("POST", "/api/chat/stream/", None, body)
+        self.last = Step("POST", self.stream_path, None, body)
         capture = self._portal.call(self._stream, body, self._headers(token, headers))
         self.last.status = capture.status or None
         return capture
@@ -137,7 +140,7 @@ class Target:
         status, response_headers, error = 0, httpx.Headers(), ""
         with anyio.move_on_after(self.stream_timeout) as deadline:
             try:
-                async with self._client.stream("POST", "/api/chat/stream/", json=body, headers=headers) as response:
+                async with self._client.stream("POST", self.stream_path, json=body, headers=headers) as response:
                     status, response_headers = response.status_code, response.headers
                     async for chunk in response.aiter_raw():
                         received += len(chunk)
@@ -154,7 +157,7 @@ class Target:
         if not capture.error:
             return None
         excerpt = f"connection broke after {len(capture.body)} bytes: {capture.error}"
-        return Step("POST", "/api/chat/stream/", capture.status or None, body, excerpt)
+        return Step("POST", self.stream_path, capture.status or None, body, excerpt)
 
     def step(self, response: httpx.Response, body: Any = None, excerpt: str = "") -> Step:
         """A reproduction step for a plain response."""

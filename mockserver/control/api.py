@@ -21,7 +21,6 @@ from mockserver.errors import ApiError
 from mockserver.openapi.bodies import media_type, parse_json, request_charset
 from mockserver.store import User
 
-SPEC_VERSION = "8.0.5"
 PUT_SCRIPTS_SOURCE = "<PUT /__mock__/scripts>"
 CONFIG_BODY_LIMIT = 64 * 1024  # a configuration patch is a few hundred bytes
 # Body limits of the control API's routes, below the chat API's (enforced by api.limits.RequestLimits).
@@ -40,7 +39,10 @@ class ControlAPI:
         reset: Callable[[], None],
         scripts: ScriptControl,
         users: Callable[[], Iterable[User]] = list,
+        *,
+        api_version: str,
     ):
+        self.api_version = api_version  # the API profile served: health's spec_version
         self.settings = settings
         self.journal = journal
         self.reset_all = reset
@@ -115,7 +117,7 @@ class ControlAPI:
         return None
 
     async def health(self, request: Request) -> Response:
-        return json_response({"status": "ok", "spec_version": SPEC_VERSION})
+        return json_response({"status": "ok", "spec_version": self.api_version})
 
     async def user_list(self, request: Request) -> Response:
         """The demo users with their tokens, for the playground's user picker (demo tokens, loopback only)."""

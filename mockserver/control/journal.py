@@ -21,10 +21,10 @@ from urllib.parse import parse_qsl, urlencode
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mockserver.openapi.sequential import NDJSON
 from mockserver.util import REQUEST_WARNINGS, format_datetime
 
 CONTROL_PREFIX = "/__mock__/"
-NDJSON = "application/x-ndjson"
 BODY_LIMIT = 16 * 1024  # bytes of each body (or of a stream's records) kept per entry
 HEADER_VALUE_LIMIT = 1024  # characters of each header value kept
 REDACTED = "REDACTED"
@@ -100,6 +100,7 @@ class RecordCapture:
 class JournalEntry:
     seq: int
     time: str
+    api: str  # the API profile that answered (which Waldur version)
     method: str
     path: str
     query: str
@@ -122,7 +123,7 @@ class JournalEntry:
             response["body"] = _redact_body(body.text, self.response_headers)
         response.update(body_bytes=body.body_bytes, body_truncated=body.body_truncated)
         return {
-            **{k: getattr(self, k) for k in ("seq", "time", "method", "path", "query", "status", "user")},
+            **{k: getattr(self, k) for k in ("seq", "time", "api", "method", "path", "query", "status", "user")},
             "duration_ms": self.duration_ms,
             "request": {
                 "headers": self.request_headers,
@@ -156,7 +157,8 @@ class JournalFilter:
 
 
 class RequestJournal:
-    def __init__(self, limit: int = 1000):
+    def __init__(self, limit: int = 1000, *, api: str):
+        self.api = api
         self.limit = limit
         self._entries: deque[JournalEntry] = deque(maxlen=limit)
         self._seq = 0
@@ -168,6 +170,7 @@ class RequestJournal:
             entry = JournalEntry(
                 seq=self._seq,
                 time=format_datetime(datetime.now(UTC)),
+                api=self.api,
                 method=scope["method"],
                 path=scope["path"],
                 query=redact_query(scope.get("query_string", b"").decode("latin-1")),

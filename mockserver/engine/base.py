@@ -2,18 +2,22 @@
 
 The service owns state: it supplies the opening record (the thread `m`) and a `finish`
 callback that persists the turn and returns the closing record. The engine owns the
-stream: content records, their order and timing, faults, and calling `finish` exactly
-once (in a `finally`, so a dropped client still persists).
+stream: it plans the upstream events (`ReplyEngine.plan`), and the record adapter turns
+them into records and calls `finish` exactly once (in a `finally`, so a dropped client
+still persists); the writer applies the wire faults.
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from mockserver.engine.faults import NO_FAULTS, Faults
 from mockserver.engine.records import Record
+
+if TYPE_CHECKING:  # upstream imports this module's request type
+    from mockserver.engine.upstream import UpstreamReply
 
 TurnKind = Literal["message", "reload", "edit", "title"]
 
@@ -58,6 +62,10 @@ class StreamFrame:
 
 
 class ReplyEngine(Protocol):
+    """Plans replies (stage 1: upstream events) and streams Waldur's records from them."""
+
     def scenario_names(self) -> list[str]: ...
+
+    def plan(self, request: ReplyRequest) -> UpstreamReply: ...
 
     def stream(self, request: ReplyRequest, frame: StreamFrame) -> AsyncGenerator[StreamItem, None]: ...

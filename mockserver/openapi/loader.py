@@ -23,11 +23,11 @@ from referencing.jsonschema import DRAFT202012
 
 from mockserver import resources
 from mockserver.errors import ConfigurationError
+from mockserver.openapi.sequential import NDJSON, SEQUENTIAL_MEDIA_TYPES
 
 WALDUR_SPEC = resources.WALDUR_SPEC
 CONTROL_SPEC = resources.CONTROL_SPEC
 HTTP_METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
-NDJSON = "application/x-ndjson"
 # libyaml's loader when PyYAML was built with it: ten times faster on the 1700-line spec.
 FAST_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -50,7 +50,7 @@ class Operation:
     path: str  # template, e.g. /api/chat-threads/{uuid}/
     lenient_params: frozenset[str] = frozenset()
     body_ignored: bool = False
-    streams: bool = False  # answers application/x-ndjson
+    streams: bool = False  # answers a sequential media type (NDJSON, SSE)
     body_media_types: frozenset[str] = frozenset()
     trimmed_fields: frozenset[str] = frozenset()  # body fields DRF strips before validating
     nullable_fields: frozenset[str] = frozenset()  # in a form body, DRF reads "" as null for these
@@ -121,7 +121,9 @@ class SpecIndex:
                         p["name"] for p in map(self.resolve, params) if "x-waldur-on-invalid" in p
                     ),
                     body_ignored=bool(spec_op.get("x-waldur-body-ignored")),
-                    streams=any(NDJSON in self.resolve(r).get("content", {}) for r in responses),
+                    streams=any(
+                        m in self.resolve(r).get("content", {}) for r in responses for m in SEQUENTIAL_MEDIA_TYPES
+                    ),
                     **self._body_facts(spec_op),
                 )
             routes.append(route)

@@ -6,8 +6,9 @@ parameters and the body, and the result is left in `scope["state"]["request_chec
 as a `RequestCheck` that the endpoint raises at the point where Waldur runs the same
 check (for the stream: after the feature flag, authentication and upstream checks).
 
-Responses (when enabled): JSON bodies are buffered and validated whole; NDJSON bodies
-pass through chunk by chunk, and every complete line is validated as it goes by.
+Responses (when enabled): JSON bodies are buffered and validated whole; bodies of a
+sequential media type (NDJSON, SSE) pass through chunk by chunk, and every complete line
+is checked as it goes by against the item schema under that media type in the spec.
 """
 
 from __future__ import annotations
@@ -38,14 +39,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from mockserver.errors import ApiError, NotFound, ParseError, UnsupportedMediaType, ValidationFailed
 from mockserver.openapi.bodies import media_type, parse_json, request_charset
 from mockserver.openapi.drf_errors import body_errors, query_message
-from mockserver.openapi.loader import HTTP_METHODS, NDJSON, Operation, SpecIndex
+from mockserver.openapi.loader import HTTP_METHODS, Operation, SpecIndex
+from mockserver.openapi.sequential import SEQUENTIAL_MEDIA_TYPES, LineGrammar, line_grammar, sequential_media_type
 
 log = logging.getLogger("mockserver.validation")
 FORM = "application/x-www-form-urlencoded"
 # Set in the ASGI scope state by whoever injects a wire fault on purpose: from then on the
 # response is known to break the spec, and is not reported as a violation.
 WIRE_FAULT_FLAG = "wire_fault_injected"
-RECORD_SCHEMA = "#/components/schemas/ChatResponse"
 
 
 def record_problems(validator: Validator, record: Any) -> list[str]:
@@ -278,7 +279,7 @@ class ValidationMiddleware:
         self.requests = RequestValidator(spec)
         self.validate_responses = validate_responses
         self.violations = violations or ViolationLog()
-        self.record_validator = spec.schema_validator(RECORD_SCHEMA.removeprefix("#"))
+        self.stream_items = _stream_item_schemas(spec)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -303,6 +304,41 @@ class ValidationMiddleware:
         if self.validate_responses:
             send = _ResponseChecker(self, scope, operation, send).send
         await self.app(scope, receive, send)
+
+
+@dataclass(frozen=True)
+class StreamItems:
+    """The item schema of one operation's sequential media type, and its documented SSE event names."""
+
+    validator: Validator
+    event_names: frozenset[str]
+
+    def grammar(self, media_type: str) -> LineGrammar:
+        return line_grammar(media_type, lambda item: record_problems(self.validator, item), self.event_names)
+
+
+def _stream_item_schemas(spec: SpecIndex) -> dict[tuple[str, str], StreamItems]:
+    """(operationId, media type) -> item schema, compiled once at start-up for every stream response."""
+    found: dict[tuple[str, str], StreamItems] = {}
+    for path, item in spec.document.get("paths", {}).items():
+        for method, operation in item.items():
+            if method not in HTTP_METHODS:
+                continue
+            for status, response in operation.get("responses", {}).items():
+                for media, content in spec.resolve(response).get("content", {}).items():
+                    if media in SEQUENTIAL_MEDIA_TYPES and "schema" in content:
+                        pointer = "/".join(
+                            ["/paths", _escape(path), method, "responses", str(status), "content", _escape(media)]
+                        )
+                        found[(operation["operationId"], media)] = StreamItems(
+                            spec.schema_validator(pointer + "/schema"), frozenset(content.get("x-stream-events", []))
+                        )
+    return found
+
+
+def _escape(token: str) -> str:
+    """A JSON Pointer reference token."""
+    return token.replace("~", "~0").replace("/", "~1")
 
 
 def _open_operations(document: dict[str, Any]) -> frozenset[str]:
@@ -344,7 +380,7 @@ async def _buffer_request(receive: Receive) -> tuple[bytes, Receive] | None:
 
 
 class _ResponseChecker:
-    """Wraps `send`: validates JSON bodies whole and NDJSON bodies line by line, in passing."""
+    """Wraps `send`: validates JSON bodies whole and sequential bodies (NDJSON, SSE) line by line, in passing."""
 
     def __init__(self, owner: ValidationMiddleware, scope: Scope, operation: Operation, send: Send):
         self.owner = owner
@@ -354,6 +390,7 @@ class _ResponseChecker:
         self.start: Message | None = None
         self.chunks: list[bytes] = []
         self.streaming = False
+        self.lines: LineGrammar | None = None
         self.pending = b""
         self.line_number = 0
 
@@ -361,7 +398,13 @@ class _ResponseChecker:
         if message["type"] == "http.response.start":
             self.start = message
             content_type = Headers(raw=message.get("headers", [])).get("content-type", "")
-            self.streaming = content_type.startswith(NDJSON)
+            media = sequential_media_type(content_type)
+            items = self.owner.stream_items.get((self.operation.operation_id, media or ""))
+            self.streaming = media is not None
+            if media is not None and items is not None:
+                self.lines = items.grammar(media)
+            elif media is not None:
+                self._report(f"undocumented stream media type {media!r}")
             if self.streaming:
                 await self.downstream(message)
             return
@@ -378,22 +421,17 @@ class _ResponseChecker:
         await self._finish_buffered()
 
     def _check_lines(self, chunk: bytes, *, final: bool) -> None:
+        if self.lines is None:
+            return
         data = self.pending + chunk
         *lines, self.pending = data.split(b"\n")
         for line in lines:
             self.line_number += 1
-            self._check_record(line)
-        if final and self.pending:
-            self._report(f"unterminated last line: {self.pending[:80]!r}", line=self.line_number + 1)
-
-    def _check_record(self, line: bytes) -> None:
-        try:
-            record = json.loads(line)
-        except ValueError:
-            self._report(f"line is not JSON: {line[:80]!r}", line=self.line_number)
-            return
-        for problem in record_problems(self.owner.record_validator, record):
-            self._report(f"record {record!r}: {problem}", line=self.line_number)
+            for problem in self.lines.line(line):
+                self._report(problem, line=self.line_number)
+        if final:
+            for problem in self.lines.end(self.pending):
+                self._report(problem, line=self.line_number + 1)
 
     async def _finish_buffered(self) -> None:
         assert self.start is not None

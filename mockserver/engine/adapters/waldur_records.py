@@ -1,0 +1,114 @@
+"""Waldur's record stream (8.x): upstream events through StreamParser, framed by the `m` records.
+
+The chat service owns state and passes a `StreamFrame`: the opening record (the thread
+`m`) and `finish`, which persists the turn and returns the closing record. The adapter
+calls `finish` exactly once, in a `finally`, so a client that went away still persists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from dataclasses import dataclass, field
+
+from mockserver.engine.base import ReplyRequest, StreamFrame
+from mockserver.engine.faults import DEFAULT_MALFORMED_LINE
+from mockserver.engine.pacing import count_tokens
+from mockserver.engine.parser import StreamParser, ToolRunner
+from mockserver.engine.records import Record, encode_record, error
+from mockserver.engine.upstream import LiteralRecord, TextChunk, UpstreamEvent, UpstreamFailure
+
+
+class NdjsonEncoder:
+    """One compact JSON line per record, as Waldur writes them."""
+
+    media_type = "application/x-ndjson"
+    default_malformed = DEFAULT_MALFORMED_LINE
+
+    def encode(self, item: Record) -> bytes:
+        return encode_record(item)
+
+    def malformed(self, text: str) -> bytes:
+        return (text + "\n").encode("utf-8")
+
+
+NDJSON_ENCODER = NdjsonEncoder()
+
+
+def reassemble(records: list[Record]) -> str:
+    """The text a client would rebuild from content records (used for literal scripts)."""
+    parts = []
+    for record in records:
+        kind = record.get("k")
+        if kind == "markdown" or (kind is None and "c" in record):
+            parts.append(record["c"])
+        elif kind == "code":
+            parts.append(f"```{record['t']}\n{record['c']}```")
+        elif kind == "mermaid":
+            parts.append(f"```mermaid\n{record['c']}```")
+    return "".join(parts)
+
+
+@dataclass
+class RecordTranslation:
+    """Synchronous core: one event at a time to content records; tracks the text to store.
+
+    Used as it is for the load-time dry run (a plain loop over planned events).
+    """
+
+    parser: StreamParser
+    input: str
+    raw: str = ""
+    failed: bool = False
+    _literal: list[Record] = field(default_factory=list)
+
+    def feed(self, event: UpstreamEvent) -> list[Record]:
+        if self.failed:
+            return []
+        if isinstance(event, LiteralRecord) and event.record is not None:
+            self._literal.append(event.record)
+            self.raw = reassemble(self._literal)
+            return [event.record]
+        if isinstance(event, TextChunk):
+            self.raw += event.text
+            return self.parser.feed(event.text)
+        if isinstance(event, UpstreamFailure):
+            self.failed = True  # the text still buffered is lost on the wire but stored
+            return [error()]
+        return []
+
+    def end(self) -> list[Record]:
+        return [] if self.failed else self.parser.finish()
+
+    @property
+    def usage_tokens(self) -> int:
+        return count_tokens(self.input) + count_tokens(self.raw)
+
+
+def translate_all(events: Iterable[UpstreamEvent], tools: ToolRunner, request_input: str) -> list[Record]:
+    """Every content record of a planned reply, without waiting (load-time checks)."""
+    translation = RecordTranslation(StreamParser(tools), request_input)
+    records = [record for event in events for record in translation.feed(event)]
+    return records + translation.end()
+
+
+async def record_stream(
+    events: AsyncIterator[UpstreamEvent], request: ReplyRequest, frame: StreamFrame, tools: ToolRunner
+) -> AsyncGenerator[Record, None]:
+    """Opening `m`, content records as events arrive, closing `m`; `finish` runs exactly once."""
+    translation = RecordTranslation(StreamParser(tools), request.input)
+    finished = False
+    try:
+        if frame.opening is not None:
+            yield frame.opening
+        async for event in events:
+            for record in translation.feed(event):
+                yield record
+        for record in translation.end():
+            yield record
+        finished = True
+        closing = frame.finish(translation.raw, translation.usage_tokens)
+    finally:
+        if not finished:
+            frame.finish(translation.raw, translation.usage_tokens)
+    if closing is not None:
+        yield closing

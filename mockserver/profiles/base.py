@@ -1,0 +1,34 @@
+"""What differs between the Waldur versions the mock serves, in one object.
+
+The app is built from one `ApiProfile`; nothing outside the profile modules names a
+version. A new version is a new profile module, a spec and a handler table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from mockserver.api.context import Handler
+from mockserver.engine.scripted import ScriptedEngine
+from mockserver.engine.writer import Encoder
+from mockserver.errors import ApiError
+from mockserver.openapi.loader import SpecIndex
+
+# Dry-runs a script set in the profile's protocol; raises ScriptError naming file and line.
+ScriptCheck = Callable[[ScriptedEngine, SpecIndex], None]
+
+
+@dataclass(frozen=True)
+class ApiProfile:
+    name: str  # the Waldur version: `--api`, the banner, health's spec_version, journal entries
+    spec_file: Path
+    handlers: Mapping[str, Handler]  # operationId -> handler; routing refuses a spec operation without one
+    encoder: Encoder  # the stream's wire format (the adapter is composed in the stream handler)
+    stream_item_schema: str  # the schema of one stream item (a record, an SSE data payload)
+    check_scripts: ScriptCheck  # scripts are checked against the spec's stream schema(s) at load
+    chat_disabled: Callable[[], ApiError]  # what a gated endpoint answers with chat disabled
+    stream_path: str  # where the stream is served (the contract suite posts there)
+    summary: str  # one line for `--help` and the banner
+    contract_parts: tuple[str, ...]  # the parts of `verify` that apply to this API
