@@ -13,7 +13,7 @@ from typing import Any
 
 from mockserver.contract.behaviour import MARK, Budget
 from mockserver.contract.findings import CheckResult, ContractViolation, Step
-from mockserver.contract.scenarios import Skipped, _attempt
+from mockserver.contract.scenarios import Skipped, attempt
 from mockserver.contract.streams import StreamTiming
 from mockserver.contract.target import StreamCapture, Target
 from mockserver.openapi.sequential import EVENT_STREAM, SseLines, sequential_media_type
@@ -47,7 +47,7 @@ class SseStreamScenarios:
         ]
         results = []
         for name, scenario in scenarios:
-            results.append(_attempt("stream", name, scenario, self.target))
+            results.append(attempt("stream", name, scenario, self.target))
             self.tick()
         results.append(self.timing_result())
         return results
