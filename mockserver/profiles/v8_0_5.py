@@ -30,5 +30,5 @@ PROFILE = ApiProfile(
     chat_disabled=FailedDependency,
     stream_path="/api/chat/stream/",
     summary="sessions, threads, messages, quota, tools and the NDJSON stream",
-    contract_parts=("schema", "stream", "behaviour", "configuration"),
+    contract_parts=("schema", "stream", "behaviour", "operations", "configuration"),
 )
