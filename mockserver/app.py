@@ -42,6 +42,7 @@ from mockserver.engine.scripts.model import Script
 from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
 from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
 from mockserver.openapi.validation import RECORD_SCHEMA, ValidationMiddleware, ViolationLog, record_problems
+from mockserver.replay.replayer import ReplayLayer, ReplaySource, user_aliases
 from mockserver.seed import apply_seed, load_seed
 from mockserver.store import ChatStore, User
 from mockserver.users import DEFAULT_USERS_FILE, load_users
@@ -78,6 +79,7 @@ class ServerOptions:
     engine: ReplyEngine | None = None  # replaces the scripted engine (tests, experiments)
     allow_no_catch_all: bool = False  # accept script sets in which a request may match nothing
     settings: DeploymentSettings = field(default_factory=DeploymentSettings)
+    replay: ReplaySource | None = None  # answer from a cassette first (strict or fallback to the mock)
 
 
 class MockApp:
@@ -118,6 +120,8 @@ class MockApp:
                 caller_known=lambda scope: identifies_user(scope, self.store),
             ),
         ]
+        if self.options.replay is not None:
+            middleware.insert(2, self._replay_middleware(self.options.replay))
         if self.options.cors:
             middleware.insert(
                 0,
@@ -136,6 +140,16 @@ class MockApp:
             routes=[Mount("/__mock__", routes=self.control.routes())],
             middleware=[*middleware, Middleware(_ApiFirst, api=router)],
             exception_handlers={Exception: _server_error},
+        )
+
+    def _replay_middleware(self, source: ReplaySource) -> Middleware:
+        """Inside the journal and request limits, outside validation: replayed answers are what was recorded."""
+        return Middleware(
+            ReplayLayer,
+            cassette=source.cassette,
+            mode=source.mode,
+            speed=lambda: self.settings.speed,
+            alias_of=user_aliases([user.token for user in self.store.users]),
         )
 
     def _blocks_text(self, text: str) -> bool:
