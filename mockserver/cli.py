@@ -15,6 +15,7 @@ from typing import Any
 
 from mockserver import __version__
 from mockserver.errors import ConfigurationError
+from mockserver.replay import commands as replay_commands
 from mockserver.resources import SEED_FILE
 
 PARTS = ("schema", "stream", "behaviour", "configuration")  # mirrors contract.runner.PARTS, kept import-light
@@ -168,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="playback speed of scripted replies (2 = twice as fast, 0 = no delays)",
     )
     serve.add_argument("--quiet", action="store_true", help="no access log (one line per request on stdout)")
+    replay_commands.add_serve_flags(serve)
     verify = commands.add_parser(
         "verify",
         help="check an implementation of the chat API against the contract",
@@ -196,6 +198,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 instead of 3 when no check failed but some that apply were skipped (e.g. for budget)",
     )
+    replay_commands.add_record_command(commands, _port, _HelpFormatter)
+    replay_commands.add_cassette_command(commands, _HelpFormatter)
     return parser
 
 
@@ -253,6 +257,11 @@ def serve(args: argparse.Namespace) -> int:
         options.scripts = args.scripts
     if args.resources:
         options.resources_file = args.resources
+    if args.cassette:
+        from mockserver.replay.cassette import read_cassette
+        from mockserver.replay.replayer import ReplaySource
+
+        options.replay = ReplaySource(read_cassette(args.cassette), args.replay)
     app = create_app(options)
     _ensure_free(args.host, args.port)
     base = f"http://{args.host}:{args.port}"
@@ -262,6 +271,8 @@ def serve(args: argparse.Namespace) -> int:
         print(f"  {user.username:<10} {role:<8} Authorization: Token {user.token}", flush=True)
     print(f"  control API: {base}/__mock__/  (reset, requests, config, scripts)", flush=True)
     print(f"  scenarios (X-Mock-Scenario): {', '.join(app.engine.scenario_names())}", flush=True)
+    if options.replay:
+        print(f"  replaying {args.cassette} ({args.replay}); user-N is the N-th user above", flush=True)
     # Our access log replaces uvicorn's (off); uvicorn's warnings and errors stay on stderr.
     config = uvicorn.Config(
         app if args.quiet else AccessLogMiddleware(app, _access_logger()),
@@ -351,6 +362,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "verify":
             _require_contract_extra()
             return verify(args)
+        if args.command == "record":
+            from mockserver.api.limits import UVICORN_LIMITS
+
+            return replay_commands.record(args, _ensure_free, UVICORN_LIMITS)
+        if args.command == "cassette":
+            return replay_commands.cassette(args)
     except ConfigurationError as exc:
         print(f"waldur-chat-mock: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

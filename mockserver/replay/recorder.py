@@ -143,6 +143,7 @@ class RecordingProxy:
             unterminated=unterminated,
         )
         self.writer.append(Interaction(request, recorded))
+        log.info("recorded %s %s -> %d", request.method, request.path, recorded.status)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
