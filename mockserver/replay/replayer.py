@@ -115,12 +115,7 @@ async def send_recorded(send: Send, response: RecordedResponse, speed: float) ->
     """The recorded answer, byte for byte; a stream at its recorded pace (scaled by `speed`)."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    headers = [
-        (name.encode("latin-1"), value.encode("latin-1"))
-        for name, value in response.headers
-        if not name.lower().startswith(NOT_REPLAYED) and name.lower() != "x-mock-replay"
-    ]
-    headers.append((REPLAY_HEADER, b"hit"))
+    headers = [*_replayed_headers(response.headers), (REPLAY_HEADER, b"hit")]
     if not response.is_stream:
         body = response.body_bytes()
         headers.append((b"content-length", str(len(body)).encode()))
@@ -147,6 +142,22 @@ async def send_lines(send: Send, response: RecordedResponse, speed: float) -> No
         data = line.text if last and response.unterminated else line.text + "\n"
         await send({"type": "http.response.body", "body": data.encode("utf-8"), "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+def _replayed_headers(recorded: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+    """The recorded headers, less what the serving mock's CORS layer sets itself (no doubled `Vary: Origin`)."""
+    out = []
+    for name, recorded_value in recorded:
+        lowered = name.lower()
+        if lowered.startswith(NOT_REPLAYED) or lowered == REPLAY_HEADER.decode():
+            continue
+        value = recorded_value
+        if lowered == "vary":
+            value = ", ".join(v.strip() for v in value.split(",") if v.strip().lower() != "origin")
+            if not value:
+                continue
+        out.append((lowered.encode("latin-1"), value.encode("latin-1")))
+    return out
 
 
 def _scale(speed: float) -> float:
