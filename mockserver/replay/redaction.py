@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 PLACEHOLDER = "[redacted]"
+TOKEN_PLACEHOLDER = "[token]"  # where a caller's token reappeared; replay puts the replaying caller's token back
 TOKEN_QUERY = "x-auth-token"  # Waldur also reads the token from this query parameter
 ALWAYS_REDACTED = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
 # Request headers kept in a cassette (besides redacted ones): what changes Waldur's or the mock's answer.
@@ -44,6 +45,14 @@ class Redactor:
             self._aliases[token] = f"user-{len(self._aliases) + 1}"
         return self._aliases[token]
 
+    def scrub_tokens(self, text: str | None) -> str | None:
+        """Every token seen so far, wherever it reappears (a `Link` URL with `?x-auth-token=`, an echo)."""
+        if not text:
+            return text
+        for token in self._aliases:
+            text = text.replace(token, TOKEN_PLACEHOLDER)
+        return text
+
     def request_headers(self, headers: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         """The headers that matter, secrets replaced (Authorization is kept as the alias only)."""
         kept = []
@@ -59,7 +68,12 @@ class Redactor:
 
     def response_headers(self, headers: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         return tuple(
-            (name.lower(), PLACEHOLDER if name.lower() in ALWAYS_REDACTED or name.lower() in self.extra else value)
+            (
+                name.lower(),
+                PLACEHOLDER
+                if name.lower() in ALWAYS_REDACTED or name.lower() in self.extra
+                else self.scrub_tokens(value) or "",
+            )
             for name, value in headers
             if name.lower() not in HOP_BY_HOP
         )
@@ -73,7 +87,8 @@ class Redactor:
         )
 
     def body(self, text: str | None, content_type: str) -> str | None:
-        """A JSON body with named fields replaced at any depth; other bodies as they are."""
+        """A body without tokens, and (JSON) with named fields replaced at any depth."""
+        text = self.scrub_tokens(text)
         if not text or not self.extra or "json" not in content_type.lower():
             return text
         try:
@@ -90,7 +105,8 @@ class Redactor:
         return value
 
     def stream_line(self, text: str) -> str:
-        """A stream line (an NDJSON record) with named fields replaced; untouched if nothing is named."""
+        """A stream line without tokens, and (an NDJSON record) with named fields replaced."""
+        text = self.scrub_tokens(text) or ""
         if not self.extra or not text.strip():
             return text
         try:

@@ -21,7 +21,7 @@ from mockserver.control.journal import CONTROL_PREFIX
 from mockserver.openapi.validation import _buffer_request as buffer_request  # one request-body buffer
 from mockserver.replay.cassette import Cassette, Interaction, RecordedRequest, RecordedResponse
 from mockserver.replay.matcher import Matcher, Miss
-from mockserver.replay.redaction import Redactor, token_of
+from mockserver.replay.redaction import TOKEN_PLACEHOLDER, Redactor, token_of
 
 REPLAY_HEADER = b"x-mock-replay"
 MODES = ("strict", "fallback")
@@ -78,24 +78,32 @@ class ReplayLayer:
         if buffered is None:  # the client left before its body ended
             return
         body, receive = buffered
-        found = self.matcher.take(self._as_recorded(scope, body))
+        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        token = token_of(headers, query)
+        found = self.matcher.take(self._as_recorded(scope, headers, query, token, body))
         if isinstance(found, Interaction):
-            await send_recorded(send, found.response, self.speed())
+            await send_recorded(send, found.response, self.speed(), token)
         elif self.mode == "fallback":
             await self.app(scope, receive, _tagged(send, b"miss"))
         else:
             await _send_miss(send, found)
 
-    def _as_recorded(self, scope: Scope, body: bytes) -> RecordedRequest:
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    def _as_recorded(
+        self,
+        scope: Scope,
+        headers: list[tuple[str, str]],
+        query: list[tuple[str, str]],
+        token: str | None,
+        body: bytes,
+    ) -> RecordedRequest:
         content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
         text = body.decode("utf-8", errors="replace") if body else None
         return RecordedRequest(
             method=scope["method"],
             path=scope["path"],
             query=self.redactor.query(query),
-            user=self.alias_of(token_of(headers, query)),
+            user=self.alias_of(token),
             body=self.redactor.body(text, content_type),
         )
 
@@ -111,13 +119,14 @@ class ReplayLayer:
         return watch
 
 
-async def send_recorded(send: Send, response: RecordedResponse, speed: float) -> None:
-    """The recorded answer, byte for byte; a stream at its recorded pace (scaled by `speed`)."""
+async def send_recorded(send: Send, response: RecordedResponse, speed: float, token: str | None = None) -> None:
+    """The recorded answer, byte for byte (the caller's token where a recorded token was); a stream at
+    its recorded pace (scaled by `speed`)."""
     loop = asyncio.get_running_loop()
     start = loop.time()
-    headers = [*_replayed_headers(response.headers), (REPLAY_HEADER, b"hit")]
+    headers = [*_replayed_headers(response.headers, token), (REPLAY_HEADER, b"hit")]
     if not response.is_stream:
-        body = response.body_bytes()
+        body = _with_token(response.body_bytes().decode("utf-8"), token).encode("utf-8")
         headers.append((b"content-length", str(len(body)).encode()))
         await _sleep_until(loop, start + response.headers_ms / 1000 * _scale(speed))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -125,10 +134,10 @@ async def send_recorded(send: Send, response: RecordedResponse, speed: float) ->
         return
     await _sleep_until(loop, start + response.headers_ms / 1000 * _scale(speed))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send_lines(send, response, speed)
+    await send_lines(send, response, speed, token)
 
 
-async def send_lines(send: Send, response: RecordedResponse, speed: float) -> None:
+async def send_lines(send: Send, response: RecordedResponse, speed: float, token: str | None = None) -> None:
     """The timed line sender: each line at head + offset / speed, to absolute deadlines (no drift).
 
     Kept here (not in the shared stream writer) so replay depends on nothing of the engine.
@@ -139,19 +148,24 @@ async def send_lines(send: Send, response: RecordedResponse, speed: float) -> No
     for number, line in enumerate(lines, start=1):
         await _sleep_until(loop, head + line.at_ms / 1000 * _scale(speed))
         last = number == len(lines)
-        data = line.text if last and response.unterminated else line.text + "\n"
+        text = _with_token(line.text, token)
+        data = text if last and response.unterminated else text + "\n"
         await send({"type": "http.response.body", "body": data.encode("utf-8"), "more_body": True})
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
-def _replayed_headers(recorded: tuple[tuple[str, str], ...]) -> list[tuple[bytes, bytes]]:
+def _with_token(text: str, token: str | None) -> str:
+    return text.replace(TOKEN_PLACEHOLDER, token) if token and TOKEN_PLACEHOLDER in text else text
+
+
+def _replayed_headers(recorded: tuple[tuple[str, str], ...], token: str | None) -> list[tuple[bytes, bytes]]:
     """The recorded headers, less what the serving mock's CORS layer sets itself (no doubled `Vary: Origin`)."""
     out = []
     for name, recorded_value in recorded:
         lowered = name.lower()
         if lowered.startswith(NOT_REPLAYED) or lowered == REPLAY_HEADER.decode():
             continue
-        value = recorded_value
+        value = _with_token(recorded_value, token)
         if lowered == "vary":
             value = ", ".join(v.strip() for v in value.split(",") if v.strip().lower() != "origin")
             if not value:
