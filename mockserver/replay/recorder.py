@@ -32,7 +32,7 @@ FORWARD_DROP = frozenset({"host", "content-length", "transfer-encoding", "connec
 
 
 @dataclass
-class _Capture:
+class ResponseCapture:
     """What came back so far: chunks for a plain body, lines with offsets for a stream."""
 
     stream: bool
@@ -117,7 +117,7 @@ class RecordingProxy:
     async def _relay(self, send: Send, response: httpx.Response, request: RecordedRequest, started: float) -> None:
         head_at = time.perf_counter()
         content_type = response.headers.get("content-type", "")
-        capture = _Capture(stream=is_stream_type(content_type), started=head_at)
+        capture = ResponseCapture(stream=is_stream_type(content_type), started=head_at)
         forwarded = [(k, v) for k, v in response.headers.raw if k.decode("latin-1").lower() not in HOP_BY_HOP]
         await send({"type": "http.response.start", "status": response.status_code, "headers": forwarded})
         try:
@@ -129,7 +129,9 @@ class RecordingProxy:
             await response.aclose()
             self._write(request, response, capture, head_at - started)
 
-    def _write(self, request: RecordedRequest, response: httpx.Response, capture: _Capture, headers_s: float) -> None:
+    def _write(
+        self, request: RecordedRequest, response: httpx.Response, capture: ResponseCapture, headers_s: float
+    ) -> None:
         body, lines, unterminated = capture.finish(time.perf_counter())
         content_type = response.headers.get("content-type", "")
         if lines is not None:
