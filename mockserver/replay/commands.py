@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mockserver.errors import ConfigurationError
+
 RECORD_EPILOG = """\
 Every exchange that passes through the proxy is appended to FILE as it ends (a stopped or
 killed recorder leaves every finished interaction on disk). Tokens (Authorization header,
@@ -88,7 +90,9 @@ def add_serve_flags(serve: argparse.ArgumentParser) -> None:
 
 
 def record(args: argparse.Namespace, ensure_free: Any, uvicorn_limits: dict[str, Any]) -> int:
+    import importlib.util
     import logging
+    import signal
 
     import uvicorn
 
@@ -96,18 +100,24 @@ def record(args: argparse.Namespace, ensure_free: Any, uvicorn_limits: dict[str,
     from mockserver.replay.recorder import RecordingProxy, target_origin
     from mockserver.replay.redaction import Redactor
 
+    if importlib.util.find_spec("httpx") is None:
+        raise ConfigurationError("record needs httpx: pip install 'waldur-chat-mock[contract]'")
     ensure_free(args.host, args.port)
     writer = CassetteWriter(args.cassette, tuple(args.redact), target_origin(args.target))
     proxy = RecordingProxy(args.target, writer, Redactor(tuple(args.redact)))
     if not args.quiet:
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-        logging.getLogger("mockserver.replay").setLevel(logging.INFO)
+        logger = logging.getLogger("mockserver.replay")
+        logger.addHandler(logging.StreamHandler(sys.stdout))
+        logger.setLevel(logging.INFO)
     print(
         f"waldur-chat-mock recording {args.target} into {args.cassette}: "
         f"send requests to http://{args.host}:{args.port}/ (Ctrl-C stops)",
         flush=True,
     )
     config = uvicorn.Config(proxy, host=args.host, port=args.port, log_level="warning", **uvicorn_limits)
+    # uvicorn shuts down gracefully on Ctrl-C/SIGTERM, then re-raises the signal: a stop is a normal end here.
+    for stop in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop, lambda *_: None)
     uvicorn.Server(config).run()
     writer.close()
     print(f"{writer.count} interactions recorded in {args.cassette}", flush=True)

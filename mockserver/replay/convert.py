@@ -132,6 +132,13 @@ class _Seen:
     def __init__(self, owners: dict[str, str]):
         self.owners = owners
         self.threads: dict[str, _SeenThread] = {}
+        self.listed: list[str] = []  # the latest thread listing, newest first as Waldur lists them
+
+    def ordered(self) -> list[_SeenThread]:
+        """Oldest first (the seed's order): as last listed, then threads no listing showed, as seen."""
+        listed = [uuid for uuid in reversed(self.listed) if uuid in self.threads]
+        rest = [uuid for uuid in self.threads if uuid not in set(listed)]
+        return [self.threads[uuid] for uuid in [*listed, *rest]]
 
     def thread(self, uuid: str, alias: str | None) -> _SeenThread:
         if uuid not in self.threads:
@@ -172,7 +179,7 @@ def seed_document(cassette: Cassette, users_file: Path = DEFAULT_USERS_FILE) -> 
     for interaction in cassette.interactions:
         _absorb(seen, interaction)
     threads = []
-    for thread in seen.threads.values():
+    for thread in seen.ordered():
         if thread.owner is None:
             continue  # anonymous, or more recorded users than the users file has
         messages = [{"role": role, "content": text} for _, role, text in sorted(thread.messages.values())]
@@ -198,6 +205,9 @@ def _absorb(seen: _Seen, interaction: Interaction) -> None:
         return
     items = data if isinstance(data, list) else [data]
     if request.path == "/api/chat-threads/" or THREAD_ITEM.match(request.path):
+        if isinstance(data, list):
+            listed = [item["uuid"] for item in data if isinstance(item, dict) and isinstance(item.get("uuid"), str)]
+            seen.listed = [*listed, *(uuid for uuid in seen.listed if uuid not in set(listed))]
         for item in items:
             seen.add_thread_json(item, request.user)
     elif request.path == "/api/chat-messages/":
