@@ -58,10 +58,10 @@ def test_an_unknown_option_is_refused(waldur_mock):
 """
 
 
-@pytest.mark.slow
-def test_the_plugin_serves_consumers_tests(tmp_path: Path) -> None:
-    (tmp_path / "cassettes").mkdir()
-    writer = CassetteWriter(tmp_path / "cassettes" / "recorded.jsonl", (), "http://recorded")
+def _consumer_project(root: Path, tests: str, cassette: str) -> subprocess.CompletedProcess[str]:
+    """A scratch project with one cassette (alice's thread list) and a seed file; runs pytest in it."""
+    (root / cassette).parent.mkdir(parents=True, exist_ok=True)
+    writer = CassetteWriter(root / cassette, (), "http://recorded")
     writer.append(
         Interaction(
             RecordedRequest("GET", "/api/chat-threads/", user="user-1"),
@@ -69,19 +69,32 @@ def test_the_plugin_serves_consumers_tests(tmp_path: Path) -> None:
         )
     )
     writer.close()
-    seed = "threads:\n  - owner: bob\n    name: Seeded\n"
-    (tmp_path / "seed.yaml").write_text(seed)
-    (tmp_path / "test_consumer.py").write_text(textwrap.dedent(CONSUMER_TESTS))
-    run = subprocess.run(
+    (root / "seed.yaml").write_text("threads:\n  - owner: bob\n    name: Seeded\n")
+    (root / "test_consumer.py").write_text(tests)
+    return subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "test_consumer.py"],
-        cwd=tmp_path,
+        cwd=root,
         check=False,
         capture_output=True,
         text=True,
         timeout=120,
     )
+
+
+@pytest.mark.slow
+def test_the_plugin_serves_consumers_tests(tmp_path: Path) -> None:
+    run = _consumer_project(tmp_path, textwrap.dedent(CONSUMER_TESTS), "cassettes/recorded.jsonl")
     assert "6 passed" in run.stdout and "1 error" in run.stdout, run.stdout + run.stderr
     assert "unknown options ['colour']" in run.stdout
+
+
+@pytest.mark.slow
+def test_the_readme_example_passes_as_written(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    start = readme.index("# test_chat_frontend_api.py")
+    example = readme[start : readme.index("```", start)]
+    run = _consumer_project(tmp_path, example, "cassettes/staging-session.jsonl")
+    assert "3 passed" in run.stdout, run.stdout + run.stderr
 
 
 def test_the_plugin_imports_nothing_heavy_at_pytest_start_up() -> None:
