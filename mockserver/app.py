@@ -60,7 +60,7 @@ CORS_ALLOW_HEADERS = [
     "X-Mock-Fault",
 ]
 CORS_ALLOW_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-CORS_EXPOSE_HEADERS = ["X-Result-Count", "Link"]
+CORS_EXPOSE_HEADERS = ["X-Result-Count", "Link", "X-Mock-Replay"]
 
 
 @dataclass

@@ -31,8 +31,7 @@ START_TIMEOUT = 30.0
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "waldur_mock(**options): options of the waldur_mock fixture for this test"
-        f" ({', '.join(OPTION_NAMES)})",
+        f"waldur_mock(**options): options of the waldur_mock fixture for this test ({', '.join(OPTION_NAMES)})",
     )
     config.addinivalue_line(
         "markers",

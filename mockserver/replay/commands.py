@@ -50,7 +50,6 @@ def add_record_command(commands: Any, port_type: Any, formatter: Any) -> None:
     record.add_argument(
         "--redact",
         action="append",
-        default=[],
         metavar="NAME",
         help="also replace this header, query parameter or JSON field by a placeholder (repeatable)",
     )
@@ -102,9 +101,13 @@ def record(args: argparse.Namespace, ensure_free: Any, uvicorn_limits: dict[str,
 
     if importlib.util.find_spec("httpx") is None:
         raise ConfigurationError("record needs httpx: pip install 'waldur-chat-mock[contract]'")
+    origin = target_origin(args.target)
+    if not origin.startswith(("http://", "https://")) or origin.endswith("://"):
+        raise ConfigurationError(f"--target must be an http(s) URL, e.g. https://waldur.example.com: {args.target!r}")
     ensure_free(args.host, args.port)
-    writer = CassetteWriter(args.cassette, tuple(args.redact), target_origin(args.target))
-    proxy = RecordingProxy(args.target, writer, Redactor(tuple(args.redact)))
+    redact = tuple(args.redact or ())
+    writer = CassetteWriter(args.cassette, redact, origin)
+    proxy = RecordingProxy(args.target, writer, Redactor(redact))
     if not args.quiet:
         logger = logging.getLogger("mockserver.replay")
         logger.addHandler(logging.StreamHandler(sys.stdout))
