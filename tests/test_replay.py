@@ -179,3 +179,24 @@ def test_repeats_are_served_in_order_and_reset_rewinds(tmp_path: Path) -> None:
         after_reset = httpx.get(f"{base}/api/chat-threads/", headers=ALICE).content
     assert served == [first, second, second]  # in order, then the last one again
     assert after_reset == first
+
+
+def test_a_stream_the_target_cut_is_recorded_and_replayed_as_cut(tmp_path: Path) -> None:
+    path = tmp_path / "cut.jsonl"
+    dropped = {**ALICE, "X-Mock-Fault": "drop_after_records=2"}
+    with (
+        served_app(create_app(ServerOptions(speed=0))) as target,
+        recorder_for(target, path) as recorder,
+        pytest.raises(httpx.RemoteProtocolError),  # the client behind the proxy sees the cut too
+    ):
+        httpx.post(f"{recorder}/api/chat/stream/", json={"input": "hello"}, headers=dropped)
+    (interaction,) = read_cassette(path).interactions
+    assert interaction.response.cut and len(interaction.response.lines or ()) == 2
+    with replaying(path, speed=0) as base:
+        lines = []
+        with (
+            pytest.raises(httpx.RemoteProtocolError),
+            httpx.stream("POST", f"{base}/api/chat/stream/", json={"input": "hello"}, headers=ALICE) as replayed,
+        ):
+            lines.extend(replayed.iter_lines())
+    assert lines == [line.text for line in interaction.response.lines or ()]

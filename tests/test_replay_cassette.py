@@ -36,7 +36,9 @@ requests = st.builds(
     user=st.none() | st.sampled_from(["user-1", "user-2"]),
     body=st.none() | texts,
 )
-plain = st.builds(RecordedResponse, status=st.integers(100, 599), headers=pairs, headers_ms=offsets, body=texts)
+plain = st.builds(
+    RecordedResponse, status=st.integers(100, 599), headers=pairs, headers_ms=offsets, body=texts, cut=st.booleans()
+)
 streamed = st.builds(
     RecordedResponse,
     status=st.integers(100, 599),
@@ -47,6 +49,7 @@ streamed = st.builds(
         tuple
     ),
     unterminated=st.booleans(),
+    cut=st.booleans(),
 )
 interactions = st.builds(Interaction, request=requests, response=plain | streamed)
 

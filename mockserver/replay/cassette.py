@@ -49,6 +49,7 @@ class RecordedResponse:
     body: str | None = None  # a plain body; None for a stream
     lines: tuple[StreamLine, ...] | None = None  # a stream, line by line
     unterminated: bool = False  # the stream's last line had no `\\n` (a cut connection)
+    cut: bool = False  # the target closed the connection before the body ended
 
     @property
     def is_stream(self) -> bool:
@@ -93,6 +94,8 @@ def encode_interaction(interaction: Interaction) -> str:
         out_response["lines"] = [[round(line.at_ms, 3), line.text] for line in response.lines]
         if response.unterminated:
             out_response["unterminated"] = True
+    if response.cut:
+        out_response["cut"] = True
     entry = {
         "request": {
             "method": request.method,
@@ -128,6 +131,7 @@ def decode_interaction(data: Any) -> Interaction:
                 body=response.get("body"),
                 lines=None if lines is None else tuple(StreamLine(float(at), str(text)) for at, text in lines),
                 unterminated=bool(response.get("unterminated", False)),
+                cut=bool(response.get("cut", False)),
             ),
         )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

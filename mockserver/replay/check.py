@@ -52,6 +52,8 @@ def _stream_problems(interaction: Interaction, validator: object, checker: Strea
             problems.append(f"line {number}: {reason}: {line.text[:80]!r}")
         else:
             good_lines.append(line.text)
+    if response.cut:
+        problems.append("(stream): the connection was cut before the body ended")
     grammar = _grammar_problem(good_lines, interaction, checker)
     if grammar:
         problems.append(f"(stream): {grammar}")

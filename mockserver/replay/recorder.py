@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from mockserver.api.streaming import ConnectionDroppedOnPurpose
 from mockserver.openapi.validation import _buffer_request as buffer_request  # one request-body buffer
 from mockserver.replay.cassette import (
     CassetteWriter,
@@ -40,6 +41,7 @@ class ResponseCapture:
     body: bytearray = field(default_factory=bytearray)
     lines: list[StreamLine] = field(default_factory=list)
     partial: bytearray = field(default_factory=bytearray)
+    cut: bool = False
 
     def add(self, chunk: bytes, now: float) -> None:
         if not self.stream:
@@ -124,10 +126,15 @@ class RecordingProxy:
             async for chunk in response.aiter_raw():
                 capture.add(chunk, time.perf_counter())
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except httpx.TransportError as exc:  # the target cut the body short: recorded, and passed on as a cut
+            capture.cut = True
+            log.warning("recorder: %s %s: the target cut the response: %s", request.method, request.path, exc)
         finally:
             await response.aclose()
             self._write(request, response, capture, head_at - started)
+        if capture.cut:
+            raise ConnectionDroppedOnPurpose("the target cut the response")
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     def _write(
         self, request: RecordedRequest, response: httpx.Response, capture: ResponseCapture, headers_s: float
@@ -143,6 +150,7 @@ class RecordingProxy:
             body=self.redactor.body(body, content_type),
             lines=lines,
             unterminated=unterminated,
+            cut=capture.cut,
         )
         self.writer.append(Interaction(request, recorded))
         log.info("recorded %s %s -> %d", request.method, request.path, recorded.status)

@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mockserver.api.streaming import ConnectionDroppedOnPurpose
 from mockserver.control.journal import CONTROL_PREFIX
 from mockserver.openapi.validation import _buffer_request as buffer_request  # one request-body buffer
 from mockserver.replay.cassette import Cassette, Interaction, RecordedRequest, RecordedResponse
@@ -130,7 +131,9 @@ async def send_recorded(send: Send, response: RecordedResponse, speed: float, to
         headers.append((b"content-length", str(len(body)).encode()))
         await _sleep_until(loop, start + response.headers_ms / 1000 * _scale(speed))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send({"type": "http.response.body", "body": body, "more_body": response.cut})
+        if response.cut:
+            raise ConnectionDroppedOnPurpose("replaying a response the target cut short")
         return
     await _sleep_until(loop, start + response.headers_ms / 1000 * _scale(speed))
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
@@ -151,6 +154,8 @@ async def send_lines(send: Send, response: RecordedResponse, speed: float, token
         text = _with_token(line.text, token)
         data = text if last and response.unterminated else text + "\n"
         await send({"type": "http.response.body", "body": data.encode("utf-8"), "more_body": True})
+    if response.cut:
+        raise ConnectionDroppedOnPurpose("replaying a stream the target cut short")
     await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
