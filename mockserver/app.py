@@ -42,7 +42,7 @@ from mockserver.engine.scripts.model import Script
 from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
 from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
 from mockserver.openapi.validation import RECORD_SCHEMA, ValidationMiddleware, ViolationLog, record_problems
-from mockserver.replay.replayer import ReplayLayer, ReplaySource, user_aliases
+from mockserver.replay.replayer import ReplayLayer, ReplaySource, UserAliases
 from mockserver.seed import apply_seed, load_seed
 from mockserver.store import ChatStore, User
 from mockserver.users import DEFAULT_USERS_FILE, load_users
@@ -149,7 +149,7 @@ class MockApp:
             cassette=source.cassette,
             mode=source.mode,
             speed=lambda: self.settings.speed,
-            alias_of=user_aliases([user.token for user in self.store.users]),
+            alias_of=UserAliases([(user.token, user.username) for user in self.store.users]),
         )
 
     def _blocks_text(self, text: str) -> bool:

@@ -257,11 +257,13 @@ def serve(args: argparse.Namespace) -> int:
         options.scripts = args.scripts
     if args.resources:
         options.resources_file = args.resources
+    if args.replay and not args.cassette:
+        raise ConfigurationError("--replay needs --cassette FILE")
     if args.cassette:
         from mockserver.replay.cassette import read_cassette
         from mockserver.replay.replayer import ReplaySource
 
-        options.replay = ReplaySource(read_cassette(args.cassette), args.replay)
+        options.replay = ReplaySource(read_cassette(args.cassette), args.replay or "strict")
     app = create_app(options)
     _ensure_free(args.host, args.port)
     base = f"http://{args.host}:{args.port}"
@@ -272,7 +274,7 @@ def serve(args: argparse.Namespace) -> int:
     print(f"  control API: {base}/__mock__/  (reset, requests, config, scripts)", flush=True)
     print(f"  scenarios (X-Mock-Scenario): {', '.join(app.engine.scenario_names())}", flush=True)
     if options.replay:
-        print(f"  replaying {args.cassette} ({args.replay}); user-N is the N-th user above", flush=True)
+        print(f"  replaying {args.cassette} ({options.replay.mode}); user-N is the N-th user above", flush=True)
     # Our access log replaces uvicorn's (off); uvicorn's warnings and errors stay on stderr.
     config = uvicorn.Config(
         app if args.quiet else AccessLogMiddleware(app, _access_logger()),

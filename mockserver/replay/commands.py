@@ -82,8 +82,7 @@ def add_serve_flags(serve: argparse.ArgumentParser) -> None:
     serve.add_argument(
         "--replay",
         choices=("strict", "fallback"),
-        default="strict",
-        help="with --cassette: an unmatched request gets 404 naming the closest recording (strict)"
+        help="with --cassette: an unmatched request gets 404 naming the closest recording (strict, the default)"
         " or is served by the stateful mock (fallback)",
     )
 

@@ -39,13 +39,18 @@ class ReplaySource:
     mode: str = "strict"
 
 
-def user_aliases(tokens: list[str]) -> Callable[[str | None], str | None]:
+class UserAliases:
     """Replay's token to alias map: `user-N` is the N-th user of the users file (alice, bob, ...).
 
     An unknown token gets no recording (its alias names no user of the cassette).
     """
-    aliases = {token: f"user-{number}" for number, token in enumerate(tokens, start=1)}
-    return lambda token: None if token is None else aliases.get(token, "unknown-token")
+
+    def __init__(self, users: list[tuple[str, str]]):  # (token, username) in the users file's order
+        self.aliases = {token: f"user-{number}" for number, (token, _) in enumerate(users, start=1)}
+        self.usernames = dict(users)
+
+    def __call__(self, token: str | None) -> str | None:
+        return None if token is None else self.aliases.get(token, "unknown-token")
 
 
 class ReplayLayer:
@@ -57,7 +62,7 @@ class ReplayLayer:
         cassette: Cassette,
         mode: str,
         speed: Callable[[], float],
-        alias_of: Callable[[str | None], str | None],
+        alias_of: UserAliases,
     ):
         if mode not in MODES:
             raise ValueError(f"replay mode must be one of {MODES}, not {mode!r}")
@@ -84,6 +89,8 @@ class ReplayLayer:
         token = token_of(headers, query)
         found = self.matcher.take(self._as_recorded(scope, headers, query, token, body))
         if isinstance(found, Interaction):
+            if token in self.alias_of.usernames:  # for the access log, as the auth layer does
+                scope.setdefault("state", {})["username"] = self.alias_of.usernames[token]
             await send_recorded(send, found.response, self.speed(), token)
         elif self.mode == "fallback":
             await self.app(scope, receive, _tagged(send, b"miss"))
