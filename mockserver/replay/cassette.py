@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -203,10 +202,6 @@ class CassetteWriter:
 
     def close(self) -> None:
         self._file.close()
-
-
-def iter_stream_interactions(cassette: Cassette) -> Iterator[Interaction]:
-    return (i for i in cassette.interactions if i.response.is_stream)
 
 
 def is_stream_type(content_type: str) -> bool:

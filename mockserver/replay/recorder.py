@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from starlette.types import Receive, Scope, Send
@@ -25,7 +25,7 @@ from mockserver.replay.cassette import (
     StreamLine,
     is_stream_type,
 )
-from mockserver.replay.redaction import HOP_BY_HOP, Redactor, token_of
+from mockserver.replay.redaction import HOP_BY_HOP, Redactor, scope_headers, scope_query, token_of
 
 log = logging.getLogger("mockserver.replay")
 
@@ -83,8 +83,7 @@ class RecordingProxy:
         if buffered is None:  # the client left before its body ended
             return
         body = buffered[0]
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        headers, query = scope_headers(scope), scope_query(scope)
         request = self.client.build_request(
             scope["method"],
             self.target + scope.get("raw_path", scope["path"].encode()).decode("latin-1"),
@@ -92,7 +91,7 @@ class RecordingProxy:
             headers=[(k, v) for k, v in headers if k.lower() not in FORWARD_DROP] + [("accept-encoding", "identity")],
             content=body,
         )
-        recorded = self._recorded_request(scope, headers, query, body)
+        recorded = self.redactor.request(scope, headers, query, body, self.redactor.alias(token_of(headers, query)))
         started = time.perf_counter()
         try:
             response = await self.client.send(request, stream=True)
@@ -101,20 +100,6 @@ class RecordingProxy:
             await _answer(send, 502, b'{"detail":"The recorder cannot reach its target."}')
             return
         await self._relay(send, response, recorded, started)
-
-    def _recorded_request(
-        self, scope: Scope, headers: list[tuple[str, str]], query: list[tuple[str, str]], body: bytes
-    ) -> RecordedRequest:
-        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
-        text = body.decode("utf-8", errors="replace") if body else None
-        return RecordedRequest(
-            method=scope["method"],
-            path=scope["path"],
-            query=self.redactor.query(query),
-            headers=self.redactor.request_headers(headers),
-            user=self.redactor.alias(token_of(headers, query)),
-            body=self.redactor.body(text, content_type),
-        )
 
     async def _relay(self, send: Send, response: httpx.Response, request: RecordedRequest, started: float) -> None:
         head_at = time.perf_counter()

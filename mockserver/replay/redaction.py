@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.types import Scope
+
+from mockserver.replay.cassette import RecordedRequest
 
 PLACEHOLDER = "[redacted]"
 TOKEN_PLACEHOLDER = "[token]"  # where a caller's token reappeared; replay puts the replaying caller's token back
@@ -52,6 +57,20 @@ class Redactor:
         for token in self._aliases:
             text = text.replace(token, TOKEN_PLACEHOLDER)
         return text
+
+    def request(
+        self, scope: Scope, headers: list[tuple[str, str]], query: list[tuple[str, str]], body: bytes, user: str | None
+    ) -> RecordedRequest:
+        """A request in its recorded (redacted) form: what is written when recording, compared at replay."""
+        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
+        return RecordedRequest(
+            method=scope["method"],
+            path=scope["path"],
+            query=self.query(query),
+            headers=self.request_headers(headers),
+            user=user,
+            body=self.body(body.decode("utf-8", errors="replace") if body else None, content_type),
+        )
 
     def request_headers(self, headers: list[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
         """The headers that matter, secrets replaced (Authorization is kept as the alias only)."""
@@ -126,3 +145,11 @@ def token_of(headers: list[tuple[str, str]], query: list[tuple[str, str]]) -> st
         if name.lower() == TOKEN_QUERY:
             return value
     return None
+
+
+def scope_headers(scope: Scope) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
+
+
+def scope_query(scope: Scope) -> list[tuple[str, str]]:
+    return parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)

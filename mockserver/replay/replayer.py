@@ -13,16 +13,15 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from urllib.parse import parse_qsl
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver.api.streaming import ConnectionDroppedOnPurpose
 from mockserver.control.journal import CONTROL_PREFIX
 from mockserver.openapi.validation import _buffer_request as buffer_request  # one request-body buffer
-from mockserver.replay.cassette import Cassette, Interaction, RecordedRequest, RecordedResponse
+from mockserver.replay.cassette import Cassette, Interaction, RecordedResponse
 from mockserver.replay.matcher import Matcher, Miss
-from mockserver.replay.redaction import TOKEN_PLACEHOLDER, Redactor, token_of
+from mockserver.replay.redaction import TOKEN_PLACEHOLDER, Redactor, scope_headers, scope_query, token_of
 
 REPLAY_HEADER = b"x-mock-replay"
 MODES = ("strict", "fallback")
@@ -84,10 +83,9 @@ class ReplayLayer:
         if buffered is None:  # the client left before its body ended
             return
         body, receive = buffered
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"]]
-        query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        headers, query = scope_headers(scope), scope_query(scope)
         token = token_of(headers, query)
-        found = self.matcher.take(self._as_recorded(scope, headers, query, token, body))
+        found = self.matcher.take(self.redactor.request(scope, headers, query, body, self.alias_of(token)))
         if isinstance(found, Interaction):
             if token in self.alias_of.usernames:  # for the access log, as the auth layer does
                 scope.setdefault("state", {})["username"] = self.alias_of.usernames[token]
@@ -96,24 +94,6 @@ class ReplayLayer:
             await self.app(scope, receive, _tagged(send, b"miss"))
         else:
             await _send_miss(send, found)
-
-    def _as_recorded(
-        self,
-        scope: Scope,
-        headers: list[tuple[str, str]],
-        query: list[tuple[str, str]],
-        token: str | None,
-        body: bytes,
-    ) -> RecordedRequest:
-        content_type = next((v for k, v in headers if k.lower() == "content-type"), "")
-        text = body.decode("utf-8", errors="replace") if body else None
-        return RecordedRequest(
-            method=scope["method"],
-            path=scope["path"],
-            query=self.redactor.query(query),
-            user=self.alias_of(token),
-            body=self.redactor.body(text, content_type),
-        )
 
     def _rewinding(self, scope: Scope, send: Send) -> Send:
         if scope["method"] != "POST" or scope["path"].rstrip("/") != CONTROL_PREFIX + "reset":
