@@ -42,7 +42,8 @@ INVALID_REQUEST_NOTE = (
 MAIN_EPILOG = """\
 exit codes:
   0  success
-  1  verify: the target violates the contract; cassette check: lines a real Waldur could not send
+  1  verify: the target violates the contract
+     cassette check: lines a real Waldur could not send
   2  bad usage: an unknown flag, an unreadable or invalid file, a busy port, an
      unreachable target, or verify without the [contract] extra
   3  verify: no violation, but checks that apply to the target were skipped
