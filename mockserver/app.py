@@ -43,6 +43,7 @@ from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_r
 from mockserver.openapi.loader import SpecIndex
 from mockserver.openapi.validation import ValidationMiddleware, ViolationLog
 from mockserver.profiles import DEFAULT_API, get_profile
+from mockserver.replay.replayer import ReplayLayer, ReplaySource, UserAliases
 from mockserver.resources import UI_DIR
 from mockserver.seed import apply_seed, load_seed
 from mockserver.store import ChatStore, User
@@ -61,7 +62,7 @@ CORS_ALLOW_HEADERS = [
     "X-Mock-Fault",
 ]
 CORS_ALLOW_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
-CORS_EXPOSE_HEADERS = ["X-Result-Count", "Link"]
+CORS_EXPOSE_HEADERS = ["X-Result-Count", "Link", "X-Mock-Replay"]
 
 
 @dataclass
@@ -81,6 +82,7 @@ class ServerOptions:
     engine: ReplyEngine | None = None  # replaces the scripted engine (tests, experiments)
     allow_no_catch_all: bool = False  # accept script sets in which a request may match nothing
     settings: DeploymentSettings = field(default_factory=DeploymentSettings)
+    replay: ReplaySource | None = None  # answer from a cassette first (strict or fallback to the mock)
 
 
 class MockApp:
@@ -130,6 +132,8 @@ class MockApp:
                 caller_known=lambda scope: identifies_user(scope, self.store),
             ),
         ]
+        if self.options.replay is not None:
+            middleware.insert(2, self._replay_middleware(self.options.replay))
         if self.options.cors:
             middleware.insert(
                 0,
@@ -148,6 +152,16 @@ class MockApp:
             routes=[Mount("/__mock__", routes=[*self.control.routes(), *self.playground.routes()])],
             middleware=[*middleware, Middleware(_ApiFirst, api=router)],
             exception_handlers={Exception: _server_error},
+        )
+
+    def _replay_middleware(self, source: ReplaySource) -> Middleware:
+        """Inside the journal and request limits, outside validation: replayed answers are what was recorded."""
+        return Middleware(
+            ReplayLayer,
+            cassette=source.cassette,
+            mode=source.mode,
+            speed=lambda: self.settings.speed,
+            alias_of=UserAliases([(user.token, user.username) for user in self.store.users]),
         )
 
     def _blocks_text(self, text: str) -> bool:

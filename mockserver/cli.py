@@ -18,6 +18,7 @@ from typing import Any
 from mockserver import __version__
 from mockserver.errors import ConfigurationError
 from mockserver.profiles import API_NAMES, DEFAULT_API
+from mockserver.replay import commands as replay_commands
 from mockserver.resources import SEED_FILE
 
 # Mirrors contract.runner.PARTS, kept import-light (serve must not import the contract suite).
@@ -46,6 +47,7 @@ MAIN_EPILOG = """\
 exit codes:
   0  success
   1  verify: the target violates the contract
+     cassette check: lines a real Waldur could not send
   2  bad usage: an unknown flag, an unreadable or invalid file, a busy port, an
      unreachable target, or verify without the [contract] extra
   3  verify: no violation, but checks that apply to the target were skipped
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="playback speed of scripted replies (2 = twice as fast, 0 = no delays)",
     )
     serve.add_argument("--quiet", action="store_true", help="no access log (one line per request on stdout)")
+    replay_commands.add_serve_flags(serve)
     verify = commands.add_parser(
         "verify",
         help="check an implementation of the chat API against the contract",
@@ -209,6 +212,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 instead of 3 when no check failed but some that apply were skipped (e.g. for budget)",
     )
+    replay_commands.add_record_command(commands, _port, _HelpFormatter)
+    replay_commands.add_cassette_command(commands, _HelpFormatter)
     return parser
 
 
@@ -282,6 +287,13 @@ def serve(args: argparse.Namespace) -> int:
         options.scripts = args.scripts
     if args.resources:
         options.resources_file = args.resources
+    if args.replay and not args.cassette:
+        raise ConfigurationError("--replay needs --cassette FILE")
+    if args.cassette:
+        from mockserver.replay.cassette import read_cassette
+        from mockserver.replay.replayer import ReplaySource
+
+        options.replay = ReplaySource(read_cassette(args.cassette), args.replay or "strict")
     app = create_app(options)
     _ensure_free(args.host, args.port)
     base = f"http://{args.host}:{args.port}"
@@ -293,6 +305,8 @@ def serve(args: argparse.Namespace) -> int:
     print(f"  control API: {base}/__mock__/  (reset, requests, config, scripts)", flush=True)
     print(f"  playground:  {base}/__mock__/ui", flush=True)
     print(f"  scenarios (X-Mock-Scenario): {', '.join(app.engine.scenario_names())}", flush=True)
+    if options.replay:
+        print(f"  replaying {args.cassette} ({options.replay.mode}); user-N is the N-th user above", flush=True)
     # Our access log replaces uvicorn's (off); uvicorn's warnings and errors stay on stderr.
     config = uvicorn.Config(
         app if args.quiet else AccessLogMiddleware(app, _access_logger()),
@@ -383,6 +397,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "verify":
             _require_contract_extra()
             return verify(args)
+        if args.command == "record":
+            from mockserver.api.limits import UVICORN_LIMITS
+
+            return replay_commands.record(args, _ensure_free, UVICORN_LIMITS)
+        if args.command == "cassette":
+            return replay_commands.cassette(args)
     except ConfigurationError as exc:
         print(f"waldur-chat-mock: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -1,0 +1,85 @@
+"""`cassette check`: every recorded stream line a real Waldur 8.0.5 stream could not contain, with why.
+
+Reuses the spec's record validator (`record_problems`) for each line, the one NDJSON codec
+for the compact form, and the contract suite's stream checker for the grammar of a stream.
+"""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+
+from mockserver.contract.findings import ContractViolation, Step
+from mockserver.contract.streams import NDJSON, StreamChecker, StreamExpectation
+from mockserver.contract.target import StreamCapture
+from mockserver.engine.records import encode_record
+from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
+from mockserver.openapi.validation import RECORD_SCHEMA, record_problems
+from mockserver.replay.cassette import Cassette, Interaction
+from mockserver.replay.convert import request_fields
+
+STREAM_PATH = "/api/chat/stream/"
+
+
+def check_cassette(cassette: Cassette, spec: SpecIndex | None = None) -> list[str]:
+    """One entry per problem: `interaction N line M: reason` (N counts from 1, as the cassette's entries)."""
+    validator = (spec or SpecIndex.from_file(WALDUR_SPEC)).schema_validator(RECORD_SCHEMA)
+    checker = StreamChecker(validator)
+    problems = []
+    for number, interaction in enumerate(cassette.interactions, start=1):
+        if _is_waldur_stream(interaction):
+            problems.extend(f"interaction {number} {p}" for p in _stream_problems(interaction, validator, checker))
+    return problems
+
+
+def _is_waldur_stream(interaction: Interaction) -> bool:
+    response = interaction.response
+    return interaction.request.path == STREAM_PATH and response.status == 200 and response.is_stream
+
+
+def _stream_problems(interaction: Interaction, validator: object, checker: StreamChecker) -> list[str]:
+    response = interaction.response
+    problems, good_lines = [], []
+    content_type = dict(response.headers).get("content-type", "")
+    if content_type != NDJSON:
+        problems.append(f"(headers): Content-Type is {content_type!r}, a Waldur stream is {NDJSON!r}")
+    for number, line in enumerate(response.lines or (), start=1):
+        reason = _line_problem(line.text, validator)
+        if reason is None and response.unterminated and number == len(response.lines or ()):
+            reason = "the last line is not terminated by \\n (the connection was cut)"
+        if reason:
+            problems.append(f"line {number}: {reason}: {line.text[:80]!r}")
+        else:
+            good_lines.append(line.text)
+    if response.cut:
+        problems.append("(stream): the connection was cut before the body ended")
+    grammar = _grammar_problem(good_lines, interaction, checker)
+    if grammar:
+        problems.append(f"(stream): {grammar}")
+    return problems
+
+
+def _line_problem(text: str, validator: object) -> str | None:
+    if not text.strip():
+        return "a blank line"
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return "not JSON"
+    if encode_record(record) != (text + "\n").encode("utf-8"):
+        return "not compact ASCII JSON as Waldur writes it"
+    problems = record_problems(validator, record)  # type: ignore[arg-type]
+    return f"breaks the record schema: {problems[0]}" if problems else None
+
+
+def _grammar_problem(lines: list[str], interaction: Interaction, checker: StreamChecker) -> str | None:
+    """The stream grammar (m first and last, e before the final m) over the lines that are records."""
+    body = "".join(line + "\n" for line in lines).encode("utf-8")
+    capture = StreamCapture(200, httpx.Headers({"content-type": NDJSON}), body, timed=False)
+    expect = StreamExpectation(title_call=bool(request_fields(interaction.request).get("update_thread_name")))
+    try:
+        checker.check(capture, expect, Step(interaction.request.method, interaction.request.path))
+    except ContractViolation as violation:
+        return f"{violation.message} [{violation.check}]"
+    return None
