@@ -291,7 +291,7 @@ class ValidationMiddleware:
             await self.app(scope, receive, send)
             return
         if operation.operation_id in self.open_operations or self.caller_known(scope):
-            buffered = await _buffer_request(receive)
+            buffered = await buffer_request(receive)
             if buffered is None:
                 return  # the client went away (or passed the body limit) before the body ended
             body, receive = buffered
@@ -356,7 +356,7 @@ def _admits_anonymous(requirements: list[dict[str, Any]]) -> bool:
     return not requirements or {} in requirements
 
 
-async def _buffer_request(receive: Receive) -> tuple[bytes, Receive] | None:
+async def buffer_request(receive: Receive) -> tuple[bytes, Receive] | None:
     """The whole body and a `receive` that replays it; None if the client left before its end."""
     chunks: list[bytes] = []
     while True:

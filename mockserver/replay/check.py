@@ -14,17 +14,17 @@ from mockserver.contract.findings import ContractViolation, Step
 from mockserver.contract.streams import NDJSON, StreamChecker, StreamExpectation
 from mockserver.contract.target import StreamCapture
 from mockserver.engine.records import encode_record
-from mockserver.openapi.loader import WALDUR_SPEC, SpecIndex
-from mockserver.openapi.validation import RECORD_SCHEMA, record_problems
+from mockserver.openapi.loader import SpecIndex
+from mockserver.openapi.validation import record_problems
+from mockserver.profiles import get_profile
 from mockserver.replay.cassette import Cassette, Interaction
 from mockserver.replay.convert import request_fields
-
-STREAM_PATH = "/api/chat/stream/"
 
 
 def check_cassette(cassette: Cassette, spec: SpecIndex | None = None) -> list[str]:
     """One entry per problem: `interaction N line M: reason` (N counts from 1, as the cassette's entries)."""
-    validator = (spec or SpecIndex.from_file(WALDUR_SPEC)).schema_validator(RECORD_SCHEMA)
+    profile = get_profile("8.0.5")  # cassettes of the NDJSON stream; the 8.0.5 profile names its record
+    validator = (spec or SpecIndex.from_file(profile.spec_file)).schema_validator(profile.stream_item_schema)
     checker = StreamChecker(validator)
     problems = []
     for number, interaction in enumerate(cassette.interactions, start=1):
@@ -35,7 +35,9 @@ def check_cassette(cassette: Cassette, spec: SpecIndex | None = None) -> list[st
 
 def _is_waldur_stream(interaction: Interaction) -> bool:
     response = interaction.response
-    return interaction.request.path == STREAM_PATH and response.status == 200 and response.is_stream
+    return (
+        interaction.request.path == get_profile("8.0.5").stream_path and response.status == 200 and response.is_stream
+    )
 
 
 def _stream_problems(interaction: Interaction, validator: object, checker: StreamChecker) -> list[str]:

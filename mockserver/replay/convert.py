@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 import yaml
 
-from mockserver.engine.scripted import reassemble
+from mockserver.engine.adapters.waldur_records import reassemble
 from mockserver.errors import ConfigurationError
 from mockserver.replay.cassette import Cassette, Interaction, RecordedRequest
 from mockserver.users import DEFAULT_USERS_FILE, load_users

@@ -16,7 +16,7 @@ import httpx
 from starlette.types import Receive, Scope, Send
 
 from mockserver.api.streaming import ConnectionDroppedOnPurpose
-from mockserver.openapi.validation import _buffer_request as buffer_request  # one request-body buffer
+from mockserver.openapi.validation import buffer_request  # one request-body buffer
 from mockserver.replay.cassette import (
     CassetteWriter,
     Interaction,

@@ -18,7 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver.api.streaming import ConnectionDroppedOnPurpose
 from mockserver.control.journal import CONTROL_PREFIX
-from mockserver.openapi.validation import _buffer_request as buffer_request  # one request-body buffer
+from mockserver.openapi.validation import buffer_request  # one request-body buffer
 from mockserver.replay.cassette import Cassette, Interaction, RecordedResponse
 from mockserver.replay.matcher import Matcher, Miss
 from mockserver.replay.redaction import TOKEN_PLACEHOLDER, Redactor, scope_headers, scope_query, token_of
