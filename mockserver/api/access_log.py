@@ -12,15 +12,13 @@ import logging
 import re
 import time
 from dataclasses import dataclass
-from urllib.parse import unquote_plus
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver.openapi.loader import NDJSON
+from mockserver.redaction import redact_query
 
 ACCESS_LOGGER = "mockserver.access"
-SECRET_QUERY_PARAMS = frozenset({"x-auth-token"})
-MASK = "***"
 _UNPRINTABLE = re.compile(rb'[^\x21-\x7e]|["\\]')
 
 
@@ -101,19 +99,8 @@ def access_line(scope: Scope, exchange: _Exchange, duration_ms: float) -> str:
 def request_target(scope: Scope) -> str:
     """The path as sent (percent-encoded) and the query with secrets masked, safe to print."""
     path = scope.get("raw_path") or scope["path"].encode("utf-8", "surrogateescape")
-    query = _masked_query(scope.get("query_string", b""))
+    query = redact_query(scope.get("query_string", b"").decode("latin-1")).encode("latin-1")
     return _printable(path + (b"?" + query if query else b""))
-
-
-def _masked_query(query: bytes) -> bytes:
-    return b"&".join(_masked_pair(pair) for pair in query.split(b"&"))
-
-
-def _masked_pair(pair: bytes) -> bytes:
-    name = pair.partition(b"=")[0]
-    if unquote_plus(name.decode("latin-1")).lower() in SECRET_QUERY_PARAMS:
-        return name + b"=" + MASK.encode()
-    return pair
 
 
 def _printable(raw: bytes) -> str:

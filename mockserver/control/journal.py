@@ -16,25 +16,17 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver.openapi.sequential import NDJSON
+from mockserver.redaction import REDACTED, SECRET_BODY_FIELDS, redact_header, redact_query, redact_urls
 from mockserver.util import REQUEST_WARNINGS, format_datetime
 
 CONTROL_PREFIX = "/__mock__/"
 BODY_LIMIT = 16 * 1024  # bytes of each body (or of a stream's records) kept per entry
 HEADER_VALUE_LIMIT = 1024  # characters of each header value kept
-REDACTED = "REDACTED"
-# Headers whose values are credentials; for Authorization-like ones the scheme is kept.
-SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-auth-token", "x-api-key", "x-csrftoken"}
-)
-SCHEME_HEADERS = frozenset({"authorization", "proxy-authorization"})
-SECRET_QUERY_KEYS = frozenset({"x-auth-token"})
-SECRET_BODY_FIELDS = frozenset({"password", "token"})  # login bodies and their answers
 
 
 @dataclass
@@ -201,43 +193,16 @@ class RequestJournal:
             self._seq = 0
 
 
-# A credential inside a URL that the mock echoes (the `Link` header, a redirect's `Location`).
-_SECRET_IN_URL = re.compile(r"((?:^|[?&;])(?:" + "|".join(map(re.escape, SECRET_QUERY_KEYS)) + r")=)[^&\s>;,\"]*", re.I)
-
-
-def redact_urls(text: str) -> str:
-    return _SECRET_IN_URL.sub(rf"\1{REDACTED}", text) if "token=" in text.lower() else text
-
-
 def redact_headers(raw: list[tuple[bytes, bytes]]) -> dict[str, str]:
     """Lower-case names; repeated headers joined with `, `; credentials replaced; long values cut."""
     headers: dict[str, str] = {}
     for name_bytes, value_bytes in raw:
         name = name_bytes.decode("latin-1").lower()
-        value = redact_urls(_redact_header(name, value_bytes.decode("latin-1")))
+        value = redact_urls(redact_header(name, value_bytes.decode("latin-1")))
         if len(value) > HEADER_VALUE_LIMIT:
             value = value[:HEADER_VALUE_LIMIT] + "...(truncated)"
         headers[name] = f"{headers[name]}, {value}" if name in headers else value
     return headers
-
-
-def _redact_header(name: str, value: str) -> str:
-    if name not in SECRET_HEADERS:
-        return value
-    scheme, _, credentials = value.strip().partition(" ")
-    return f"{scheme} {REDACTED}" if name in SCHEME_HEADERS and credentials else REDACTED
-
-
-def redact_query(query: str) -> str:
-    """The raw query string with the values of credential parameters replaced.
-
-    The raw text is kept where it can be; a key spelled with percent escapes makes it re-encoded.
-    """
-    query = redact_urls(query)
-    pairs = parse_qsl(query, keep_blank_values=True)
-    if all(v == REDACTED for k, v in pairs if k.lower() in SECRET_QUERY_KEYS):
-        return query
-    return urlencode([(k, REDACTED if k.lower() in SECRET_QUERY_KEYS else v) for k, v in pairs])
 
 
 _SECRET_FORM_FIELD = re.compile(r"(^|&)(" + "|".join(SECRET_BODY_FIELDS) + r")=[^&]*")

@@ -12,12 +12,13 @@ from urllib.parse import parse_qsl
 
 from starlette.types import Scope
 
+from mockserver.redaction import SECRET_HEADERS
 from mockserver.replay.cassette import RecordedRequest
 
 PLACEHOLDER = "[redacted]"
 TOKEN_PLACEHOLDER = "[token]"  # where a caller's token reappeared; replay puts the replaying caller's token back
 TOKEN_QUERY = "x-auth-token"  # Waldur also reads the token from this query parameter
-ALWAYS_REDACTED = frozenset({"authorization", "cookie", "set-cookie", "proxy-authorization"})
+ALWAYS_REDACTED = SECRET_HEADERS  # the one list of credential headers (journal, access log, cassettes)
 # Request headers kept in a cassette (besides redacted ones): what changes Waldur's or the mock's answer.
 KEPT_REQUEST_HEADERS = frozenset(
     {
