@@ -6,6 +6,14 @@ import re
 import uuid
 from datetime import UTC, datetime
 
+# The one uuid check: 32 hex digits, with or without the four hyphens (the spellings the contract
+# allows; `uuid.UUID` would also take braces, `urn:uuid:` and surrounding whitespace).
+UUID_SPELLING = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+
+
+def is_uuid_spelling(value: str) -> bool:
+    return UUID_SPELLING.fullmatch(value) is not None
+
 
 def normalize_uuid(value: str) -> str:
     """Waldur's StringUUID form: 32 lowercase hex characters; input may carry hyphens."""

@@ -369,3 +369,13 @@ def test_a_stream_tool_call_with_injected_arguments_shows_nothing() -> None:
     assert run('{"tool": "show_user_resources", "arguments": {"q": ["fine"]}}') is not None
     assert run('{"tool": "show_user_resources", "arguments": []}') is None
     assert run('{"tool": "other", "arguments": {}}') is None
+
+
+@pytest.mark.parametrize("spelling", ["{%s}", "urn:uuid:%s", " %s"])
+def test_usage_refuses_uuid_spellings_the_contract_does_not_allow(
+    app: MockApp, clients: Clients, spelling: str
+) -> None:
+    """The one uuid check: braces, `urn:uuid:` or whitespace around a valid uuid are not a uuid."""
+    bob = app.store.user_by_username("bob")
+    response = clients.staff.get("/api/chat-quota/usage/", params={"user_uuid": spelling % bob.uuid})
+    assert (response.status_code, response.json()) == (404, {"detail": "User not found."})

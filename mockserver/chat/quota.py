@@ -8,11 +8,11 @@ Setting limits needs staff or support, checked before the body is read.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 
 from mockserver.errors import NotFound, PermissionDenied
 from mockserver.store import User
+from mockserver.util import is_uuid_spelling, normalize_uuid
 
 
 def usage_subject(viewer: User, requested: str | None, users: Sequence[User]) -> User:
@@ -31,10 +31,9 @@ def ensure_may_set_quota(viewer: User) -> None:
 
 def user_by_uuid(users: Sequence[User], raw: str) -> User:
     """404 "User not found." for an unknown uuid, and for one that is not a uuid at all."""
-    try:
-        wanted = uuid.UUID(raw).hex
-    except ValueError:
-        raise NotFound("User not found.") from None
+    if not is_uuid_spelling(raw):
+        raise NotFound("User not found.")
+    wanted = normalize_uuid(raw)
     found = next((u for u in users if u.uuid == wanted), None)
     if found is None:
         raise NotFound("User not found.")

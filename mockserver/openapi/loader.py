@@ -24,6 +24,7 @@ from referencing.jsonschema import DRAFT202012
 from mockserver import resources
 from mockserver.errors import ConfigurationError
 from mockserver.openapi.sequential import NDJSON, SEQUENTIAL_MEDIA_TYPES
+from mockserver.util import is_uuid_spelling
 
 WALDUR_SPEC = resources.WALDUR_SPEC
 CONTROL_SPEC = resources.CONTROL_SPEC
@@ -33,14 +34,13 @@ FAST_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 # Used with `fullmatch`: `re.match` with `$` also accepts a trailing newline (`<uuid>\n`).
-UUID_SPELLING = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
 
 
 def is_uuid(value: object) -> bool:
     """32 hex digits, with or without the four hyphens (the spellings the contract allows)."""
     if not isinstance(value, str):
         return True  # a format constrains strings only; `type` handles the rest
-    return UUID_SPELLING.fullmatch(value) is not None
+    return is_uuid_spelling(value)
 
 
 @dataclass(frozen=True)
