@@ -231,3 +231,12 @@ def test_a_backtracking_regex_is_refused_over_the_control_api_and_the_server_sta
     started = time.monotonic()
     response = clients.alice.stream(input="a" * 31 + "!")
     assert response.status_code == 200 and time.monotonic() - started < 5
+
+
+def test_config_token_limits_are_bounded_like_set_quota(clients: Clients) -> None:
+    """Waldur's 32-bit columns: the control API refuses what set_quota refuses."""
+    too_big = {"token_limits": {"alice": {"daily_limit": 2_147_483_648}}}
+    response = clients.anonymous.request("PATCH", "/__mock__/config", json=too_big)
+    assert response.status_code == 400 and "less than or equal to 2147483647" in response.text
+    fits = {"token_limits": {"alice": {"daily_limit": 2_147_483_647}}}
+    assert clients.anonymous.request("PATCH", "/__mock__/config", json=fits).status_code == 200

@@ -47,11 +47,17 @@ def _boolean(value: Any) -> bool:
     return value
 
 
-def _integer(value: Any, minimum: int | None = None) -> int:
+# Waldur stores token limits and usage in 32-bit integer columns; set_quota refuses more too.
+MAX_TOKENS = 2_147_483_647
+
+
+def _integer(value: Any, minimum: int | None = None, maximum: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise _Invalid("A valid integer is required.")
     if minimum is not None and value < minimum:
         raise _Invalid(f"Ensure this value is greater than or equal to {minimum}.")
+    if maximum is not None and value > maximum:
+        raise _Invalid(f"Ensure this value is less than or equal to {maximum}.")
     return value
 
 
@@ -71,7 +77,7 @@ def _limits(current: TokenLimits, patch: Any, nullable: bool) -> TokenLimits:
         key = f"{period}_limit"
         if key in values:
             value = values[key]
-            changes[period] = None if value is None and nullable else _integer(value, minimum=-1)
+            changes[period] = None if value is None and nullable else _integer(value, minimum=-1, maximum=MAX_TOKENS)
     return replace(current, **changes)
 
 
@@ -90,7 +96,7 @@ def _per_user(current: dict[str, Any], patch: Any, merge: Callable[[Any, Any], A
 
 def _usage(current: dict[str, int], patch: Any) -> dict[str, int]:
     values = _mapping(patch, set(PERIODS))
-    return {p: _integer(values[p], minimum=0) if p in values else current.get(p, 0) for p in PERIODS}
+    return {p: _integer(values[p], 0, MAX_TOKENS) if p in values else current.get(p, 0) for p in PERIODS}
 
 
 def _faults(current: Faults, patch: Any) -> Faults:
