@@ -12,12 +12,11 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 from jsonschema import FormatChecker
 from jsonschema.protocols import Validator
-from openapi_core import Config, OpenAPI
 from openapi_schema_validator import OAS31Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
@@ -25,6 +24,9 @@ from referencing.jsonschema import DRAFT202012
 from mockserver import resources
 from mockserver.errors import ConfigurationError
 from mockserver.openapi.compiled import CompiledOperation, OperationCompiler, format_checker
+
+if TYPE_CHECKING:
+    from openapi_core import OpenAPI
 
 WALDUR_SPEC = resources.WALDUR_SPEC
 CONTROL_SPEC = resources.CONTROL_SPEC
@@ -86,13 +88,6 @@ class SpecIndex:
     def __init__(self, document: dict[str, Any], source: str = "<dict>"):
         self.document = document
         self.source = source
-        self.openapi = OpenAPI.from_dict(
-            document,
-            config=Config(
-                extra_format_validators=EXTRA_FORMATS,
-                extra_media_type_deserializers={NDJSON: _ndjson_items},
-            ),
-        )
         self._registry = Registry().with_resource("urn:spec", Resource.from_contents(document, DRAFT202012))
         self.routes = self._build_routes()
         self._compiled = self._compile_operations()
@@ -100,6 +95,21 @@ class SpecIndex:
             PathRoute(entry["path"], _template_regex(entry["path"]))
             for entry in document.get("x-waldur-refused-paths", [])
         ]
+
+    @functools.cached_property
+    def openapi(self) -> OpenAPI:
+        """openapi-core's view of the spec, built (and the spec validated) on first use only:
+        response validation, and operations the compiled validators do not model. Importing
+        and building it is most of a cold start otherwise."""
+        from openapi_core import Config, OpenAPI
+
+        return OpenAPI.from_dict(
+            self.document,
+            config=Config(
+                extra_format_validators=EXTRA_FORMATS,
+                extra_media_type_deserializers={NDJSON: _ndjson_items},
+            ),
+        )
 
     @classmethod
     def from_file(cls, path: Path) -> SpecIndex:

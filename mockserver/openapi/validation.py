@@ -12,6 +12,7 @@ pass through chunk by chunk, and every complete line is validated as it goes by.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -22,15 +23,6 @@ from urllib.parse import parse_qsl
 
 from jsonschema.exceptions import ValidationError as SchemaError
 from jsonschema.protocols import Validator
-from openapi_core.datatypes import RequestParameters
-from openapi_core.templating.media_types.exceptions import MediaTypeNotFound
-from openapi_core.validation.request.exceptions import (
-    InvalidRequestBody,
-    MissingRequiredRequestBody,
-    ParameterValidationError,
-    RequestBodyValidationError,
-)
-from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -123,12 +115,10 @@ class _CoreRequest:
 
     def __init__(self, scope: Scope, operation: Operation, path_params: dict[str, str], body: bytes):
         headers = Headers(scope=scope)
+        self._headers = headers
+        self._path_params = path_params
         # Empty query values mean "no filter" to django-filter and DRF: drop them before validation.
-        pairs = [(k, v) for k, v in QueryParams(scope.get("query_string", b"")).multi_items() if v != ""]
-        self.query_pairs = pairs
-        # Authentication is ours (exact Waldur 401s); keep openapi-core's security check satisfied.
-        raw_headers = [*headers.raw, (b"authorization", b"Token validated-elsewhere")]
-        self.parameters = RequestParameters(query=QueryParams(pairs), header=Headers(raw=raw_headers), path=path_params)
+        self.query_pairs = [(k, v) for k, v in QueryParams(scope.get("query_string", b"")).multi_items() if v != ""]
         self.host_url = "http://mock"
         self.path = scope["path"]
         self.path_pattern = operation.path
@@ -139,6 +129,17 @@ class _CoreRequest:
         self.content_type_header = headers.get("content-type") or "application/json"
         self.media_type, self.media_params = media_type(self.content_type_header)
         self.content_type = self.media_type
+
+    @functools.cached_property
+    def parameters(self) -> Any:
+        """openapi-core's RequestParameters: built only when openapi-core validates."""
+        from openapi_core.datatypes import RequestParameters
+
+        # Authentication is ours (exact Waldur 401s); keep openapi-core's security check satisfied.
+        raw_headers = [*self._headers.raw, (b"authorization", b"Token validated-elsewhere")]
+        return RequestParameters(
+            query=QueryParams(self.query_pairs), header=Headers(raw=raw_headers), path=self._path_params
+        )
 
 
 class _CoreResponse:
@@ -219,7 +220,7 @@ class RequestValidator:
                 # DRF's get_object_or_404 turns a malformed lookup value into a plain 404.
                 check.path_error = NotFound()
             elif finding.location == "query" and finding.name not in check.operation.lenient_params:
-                raw = ",".join(QueryParams(request.parameters.query).getlist(finding.name))
+                raw = ",".join(value for name, value in request.query_pairs if name == finding.name)
                 out.setdefault(finding.name, []).append(query_message(self._param_schema(check, finding), raw))
         elif isinstance(finding, MissingBody):
             found = body_errors(self._schema_errors_for({}, check), {})
@@ -255,6 +256,15 @@ class RequestValidator:
 
 def _core_finding(error: Exception) -> Finding | None:
     """openapi-core's exception as a finding (None: nothing Waldur would report)."""
+    from openapi_core.templating.media_types.exceptions import MediaTypeNotFound
+    from openapi_core.validation.request.exceptions import (
+        InvalidRequestBody,
+        MissingRequiredRequestBody,
+        ParameterValidationError,
+        RequestBodyValidationError,
+    )
+    from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
+
     if isinstance(error, ParameterValidationError):
         return ParameterProblem(error.location, error.name)
     if isinstance(error, MissingRequiredRequestBody):
@@ -312,6 +322,8 @@ class ValidationMiddleware:
         self.open_operations = _open_operations(spec.document)
         self.requests = RequestValidator(spec)
         self.validate_responses = validate_responses
+        if validate_responses:
+            _ = spec.openapi  # built now, not on the first response
         self.violations = violations or ViolationLog()
         self.record_validator = spec.schema_validator(RECORD_SCHEMA.removeprefix("#"))
 
