@@ -30,7 +30,6 @@ from pathlib import Path
 import httpx
 
 HERE = Path(__file__).resolve().parent
-AUTH = "Authorization: Token alice-token"
 
 
 @dataclass(frozen=True)
@@ -39,6 +38,8 @@ class Endpoint:
     method: str
     path: str  # may name {thread}
     body: str = ""
+    # The stream POST runs as bob: the threads it creates stay out of alice's list and messages.
+    token: str = "alice-token"
 
     def url(self, base: str, thread: str) -> str:
         return base + self.path.format(thread=thread)
@@ -47,7 +48,7 @@ class Endpoint:
 ENDPOINTS = [
     Endpoint("thread list page", "GET", "/api/chat-threads/?page_size=10"),
     Endpoint("a thread's messages", "GET", "/api/chat-messages/?thread={thread}"),
-    Endpoint("stream POST (speed 0)", "POST", "/api/chat/stream/", '{"input": "What is Waldur?"}'),
+    Endpoint("stream POST (speed 0)", "POST", "/api/chat/stream/", '{"input": "What is Waldur?"}', "bob-token"),
 ]
 
 
@@ -96,7 +97,7 @@ def record_answers(base: str, thread: str) -> list[dict[str, object]]:
         response = httpx.request(
             endpoint.method,
             endpoint.url(base, thread),
-            headers={"Authorization": "Token alice-token", "Content-Type": "application/json"},
+            headers={"Authorization": f"Token {endpoint.token}", "Content-Type": "application/json"},
             content=endpoint.body or None,
         )
         if response.status_code >= 300:
@@ -118,7 +119,14 @@ def drive(url: str, endpoint: Endpoint, duration: float, connections: int) -> di
     if shutil.which("wrk"):
         return drive_wrk(url, endpoint, duration, connections)
     command = [*pinned(1), sys.executable, str(HERE / "loadgen.py"), "--url", url, "--method", endpoint.method]
-    command += ["--header", AUTH, "--connections", str(connections), "--duration", str(duration)]
+    command += [
+        "--header",
+        f"Authorization: Token {endpoint.token}",
+        "--connections",
+        str(connections),
+        "--duration",
+        str(duration),
+    ]
     if endpoint.body:
         command += ["--header", "Content-Type: application/json", "--body", endpoint.body]
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True).stdout)
@@ -127,7 +135,7 @@ def drive(url: str, endpoint: Endpoint, duration: float, connections: int) -> di
 def drive_wrk(url: str, endpoint: Endpoint, duration: float, connections: int) -> dict[str, float]:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(f"wrk.method = {json.dumps(endpoint.method)}\n")
-        script.write(f"wrk.headers['Authorization'] = {json.dumps(AUTH.split(': ', 1)[1])}\n")
+        script.write(f"wrk.headers['Authorization'] = {json.dumps('Token ' + endpoint.token)}\n")
         if endpoint.body:
             script.write("wrk.headers['Content-Type'] = 'application/json'\n")
             script.write(f"wrk.body = {json.dumps(endpoint.body)}\n")
