@@ -1,8 +1,9 @@
 """Pure-ASGI request and response validation against the spec, without buffering streams.
 
 Requests: the body is read once and replayed downstream (only for callers with a valid
-token: Waldur authenticates before DRF reads a body); openapi-core validates the
-parameters and the body, and the result is left in `scope["state"]["request_check"]`
+token: Waldur authenticates before DRF reads a body); the operation's validators, compiled
+at load with openapi-core's verdicts (openapi/compiled.py), check the parameters sent and
+the body, and the result is left in `scope["state"]["request_check"]`
 as a `RequestCheck` that the endpoint raises at the point where Waldur runs the same
 check (for the stream: after the feature flag, authentication and upstream checks).
 
