@@ -139,9 +139,13 @@ def drive_wrk(url: str, endpoint: Endpoint, duration: float, connections: int) -
         if endpoint.body:
             script.write("wrk.headers['Content-Type'] = 'application/json'\n")
             script.write(f"wrk.body = {json.dumps(endpoint.body)}\n")
-    command = [*pinned(1), "wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-s", script.name, url]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    seconds = f"-d{max(1, round(duration))}s"  # wrk takes whole seconds
+    command = [*pinned(1), "wrk", "-t1", f"-c{connections}", seconds, "--latency", "-s", script.name, url]
+    done = subprocess.run(command, check=False, capture_output=True, text=True)
     Path(script.name).unlink()
+    if done.returncode != 0:
+        raise SystemExit(f"wrk failed: {done.stderr or done.stdout}")
+    output = done.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {
