@@ -426,8 +426,9 @@ def foreign_thread_visible(app: MockApp) -> ASGIApp:
 
 def foreign_messages_visible(app: MockApp) -> ASGIApp:
     """The message list's queryset is not filtered by owner: `?thread=` shows anyone's rows."""
-    visible, staff = app.store.messages_visible_to, _staff(app)
+    visible, in_thread, staff = app.store.messages_visible_to, app.store.thread_messages_visible_to, _staff(app)
     app.store.messages_visible_to = lambda viewer: visible(staff)  # type: ignore[method-assign]
+    app.store.thread_messages_visible_to = lambda uuid, viewer: in_thread(uuid, staff)  # type: ignore[method-assign]
     return app
 
 
@@ -435,7 +436,7 @@ def reload_deletes_replaced(app: MockApp) -> ASGIApp:
     """Reload deletes the old assistant row and inserts a fresh one, instead of keeping both.
 
     As with `old.delete()` and a nullable foreign key: the new row replaces nothing any more.
-    The store has no delete, hence its private list.
+    The store has no delete, hence its private lists (all, per thread, per owner).
     """
     finish, store = app.chat._finish, app.store
 
@@ -444,7 +445,12 @@ def reload_deletes_replaced(app: MockApp) -> ASGIApp:
         old: Row | None = turn.replaced_assistant
         if turn.kind == "reload" and old is not None and old.replaced_by is not None:
             old.replaced_by.replaces = None
-            store._messages.remove(old)
+            for rows in (
+                store._messages,
+                store._messages_of_thread[old.thread.uuid],
+                store._messages_of_owner[old.thread.owner.uuid],
+            ):
+                rows.remove(old)
         return record
 
     app.chat._finish = finished  # type: ignore[method-assign]
@@ -592,7 +598,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         id="foreign-messages-visible",
         bug="another user's messages are listed with `?thread=`",
-        injection="monkeypatch `store.messages_visible_to` (every viewer listed as staff)",
+        injection="monkeypatch `store.messages_visible_to` and `thread_messages_visible_to` (every viewer as staff)",
         catches=("behaviour.foreign_messages_hidden",),
         profile=BEHAVIOUR_PART,
         inject=foreign_messages_visible,

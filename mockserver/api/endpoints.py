@@ -70,7 +70,7 @@ def _visible_thread(call: Call, user: User) -> Thread:
 async def chat_threads_list(call: Call) -> Response:
     user = call.authenticated()
     query = call.request.query_params
-    threads = order_threads(filter_threads(call.store.threads_visible_to(user), query), query.get("o"))
+    threads = order_threads(filter_threads(call.store.threads_newest_first(user), query), query.get("o"))
     page, headers = paginate(threads, call.request.url)
     fields = query.getlist("field")
     return json_response([restrict_fields(thread_json(t, call.store), fields) for t in page], headers=headers)
@@ -101,7 +101,14 @@ async def chat_threads_unarchive(call: Call) -> Response:
 @operation("chat_messages_list")
 async def chat_messages_list(call: Call) -> Response:
     user = call.authenticated()
-    messages = filter_messages(call.store.messages_visible_to(user), call.request.query_params)
+    query = call.request.query_params
+    thread = query.get("thread")
+    visible = (
+        call.store.thread_messages_visible_to(normalize_uuid(thread), user)
+        if thread
+        else call.store.messages_visible_to(user)
+    )
+    messages = filter_messages(visible, query)
     return json_response([message_json(m, user) for m in messages])
 
 

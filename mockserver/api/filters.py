@@ -6,7 +6,7 @@ validation layer; this module applies the values, including the lenient ones.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, date
 from operator import attrgetter
 
@@ -63,7 +63,7 @@ def _equals(getter: Callable[[Thread], bool], wanted: bool) -> Callable[[Thread]
 ORDERINGS = {"created", "-created", "modified", "-modified"}
 
 
-def filter_threads(threads: list[Thread], query: QueryParams) -> list[Thread]:
+def filter_threads(threads: Sequence[Thread], query: QueryParams) -> Sequence[Thread]:
     tests: list[Callable[[Thread], bool]] = []
     for name, getter in (("is_archived", _is_archived), ("is_flagged", _is_flagged)):
         wanted = lenient_bool(query.get(name))
@@ -79,12 +79,18 @@ def filter_threads(threads: list[Thread], query: QueryParams) -> list[Thread]:
     if owner := query.get("user"):
         wanted_owner = normalize_uuid(owner)
         tests.append(lambda t: t.owner.uuid == wanted_owner)
+    if not tests:
+        return threads  # no copy: a page of an unfiltered list costs the same at any size
     return [t for t in threads if all(test(t) for test in tests)]
 
 
-def order_threads(threads: list[Thread], raw: str | None) -> list[Thread]:
-    """`o` is a comma list of created/modified with optional `-`; default `-created`."""
+def order_threads(threads: Sequence[Thread], raw: str | None) -> Sequence[Thread]:
+    """`o` is a comma list of created/modified with optional `-`; default `-created`.
+
+    `threads` come newest first (the store's order), so the default needs no sort."""
     keys = [k for k in (raw or "").split(",") if k in ORDERINGS] or ["-created"]
+    if keys == ["-created"]:
+        return threads
     ordered = list(threads)
     for key in reversed(keys):  # stable sorts applied last-key-first give a lexicographic order
         ordered.sort(key=attrgetter(key.lstrip("-")), reverse=key.startswith("-"))

@@ -42,10 +42,6 @@ def _without_page(url: URL) -> str:
     return str(url.remove_query_params("page"))
 
 
-def _with_page(url: URL, number: int) -> str:
-    return _without_page(url) if number == 1 else str(url.include_query_params(page=number))
-
-
 def paginate(items: Sequence[T], url: URL) -> tuple[list[T], dict[str, str]]:
     """One page of `items` and the headers that describe it; 404 "Invalid page." when out of range."""
     query = QueryParams(url.query)
@@ -53,12 +49,17 @@ def paginate(items: Sequence[T], url: URL) -> tuple[list[T], dict[str, str]]:
     pages = max(1, math.ceil(len(items) / size))
     number = page_number(query.get("page"), pages)
     start = (number - 1) * size
-    links = [(_without_page(url), "first")]
+    first = _without_page(url)  # once: every link to page 1 is this one
+
+    def page_link(page: int) -> str:
+        return first if page == 1 else str(url.include_query_params(page=page))
+
+    links = [(first, "first")]
     if number > 1:
-        links.append((_with_page(url, number - 1), "prev"))
+        links.append((page_link(number - 1), "prev"))
     if number < pages:
-        links.append((_with_page(url, number + 1), "next"))
-    links.append((_with_page(url, pages) if pages > 1 else _without_page(url), "last"))
+        links.append((page_link(number + 1), "next"))
+    links.append((page_link(pages), "last"))
     headers = {
         "X-Result-Count": str(len(items)),
         "Link": ", ".join(f'<{target}>; rel="{rel}"' for target, rel in links),

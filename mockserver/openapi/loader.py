@@ -12,19 +12,23 @@ import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
+from jsonschema import FormatChecker
 from jsonschema.protocols import Validator
-from openapi_core import Config, OpenAPI
 from openapi_schema_validator import OAS31Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from mockserver import resources
 from mockserver.errors import ConfigurationError
+from mockserver.openapi.compiled import CompiledOperation, OperationCompiler, format_checker
 from mockserver.openapi.sequential import NDJSON, SEQUENTIAL_MEDIA_TYPES
 from mockserver.util import is_uuid_spelling
+
+if TYPE_CHECKING:
+    from openapi_core import OpenAPI
 
 WALDUR_SPEC = resources.WALDUR_SPEC
 CONTROL_SPEC = resources.CONTROL_SPEC
@@ -41,6 +45,10 @@ def is_uuid(value: object) -> bool:
     if not isinstance(value, str):
         return True  # a format constrains strings only; `type` handles the rest
     return is_uuid_spelling(value)
+
+
+# Formats the spec uses beyond JSON Schema's own checks, for openapi-core and the compiled validators alike.
+EXTRA_FORMATS = {"uuid": is_uuid}
 
 
 @dataclass(frozen=True)
@@ -80,19 +88,28 @@ class SpecIndex:
     def __init__(self, document: dict[str, Any], source: str = "<dict>"):
         self.document = document
         self.source = source
-        self.openapi = OpenAPI.from_dict(
-            document,
-            config=Config(
-                extra_format_validators={"uuid": is_uuid},
-                extra_media_type_deserializers={NDJSON: _ndjson_items},
-            ),
-        )
         self._registry = Registry().with_resource("urn:spec", Resource.from_contents(document, DRAFT202012))
         self.routes = self._build_routes()
+        self._compiled = self._compile_operations()
         self.refused_paths = [
             PathRoute(entry["path"], _template_regex(entry["path"]))
             for entry in document.get("x-waldur-refused-paths", [])
         ]
+
+    @functools.cached_property
+    def openapi(self) -> OpenAPI:
+        """openapi-core's view of the spec, built (and the spec validated) on first use only:
+        response validation, and operations the compiled validators do not model. Importing
+        and building it is most of a cold start otherwise."""
+        from openapi_core import Config, OpenAPI
+
+        return OpenAPI.from_dict(
+            self.document,
+            config=Config(
+                extra_format_validators=EXTRA_FORMATS,
+                extra_media_type_deserializers={NDJSON: _ndjson_items},
+            ),
+        )
 
     @classmethod
     def from_file(cls, path: Path) -> SpecIndex:
@@ -181,13 +198,25 @@ class SpecIndex:
                     return op
         raise KeyError(operation_id)
 
-    def schema_validator(self, pointer: str) -> Validator:
+    def schema_validator(self, pointer: str, checker: FormatChecker | None = None) -> Validator:
         """A compiled validator for one schema of the document, e.g. `#/components/schemas/ChatResponse`."""
         return OAS31Validator(
             {"$ref": "urn:spec#" + pointer.removeprefix("#")},
             registry=self._registry,
-            format_checker=OAS31Validator.FORMAT_CHECKER,
+            format_checker=checker or OAS31Validator.FORMAT_CHECKER,
         )
+
+    def compiled(self, operation: Operation) -> CompiledOperation | None:
+        """The operation's request validator, compiled at load (None: openapi-core validates it)."""
+        return self._compiled.get((operation.path, operation.method))
+
+    def _compile_operations(self) -> dict[tuple[str, str], CompiledOperation | None]:
+        compiler = OperationCompiler(self.document, self.resolve, self.schema_validator, format_checker(EXTRA_FORMATS))
+        return {
+            (op.path, op.method): compiler.compile(op.path, op.method.lower())
+            for route in self.routes
+            for op in route.operations.values()
+        }
 
 
 @functools.lru_cache(maxsize=8)

@@ -1,8 +1,9 @@
 """Pure-ASGI request and response validation against the spec, without buffering streams.
 
 Requests: the body is read once and replayed downstream (only for callers with a valid
-token: Waldur authenticates before DRF reads a body); openapi-core validates the
-parameters and the body, and the result is left in `scope["state"]["request_check"]`
+token: Waldur authenticates before DRF reads a body); the operation's validators, compiled
+at load with openapi-core's verdicts (openapi/compiled.py), check the parameters sent and
+the body, and the result is left in `scope["state"]["request_check"]`
 as a `RequestCheck` that the endpoint raises at the point where Waldur runs the same
 check (for the stream: after the feature flag, authentication and upstream checks).
 
@@ -13,6 +14,7 @@ is checked as it goes by against the item schema under that media type in the sp
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -23,21 +25,12 @@ from urllib.parse import parse_qsl
 
 from jsonschema.exceptions import ValidationError as SchemaError
 from jsonschema.protocols import Validator
-from openapi_core.datatypes import RequestParameters
-from openapi_core.templating.media_types.exceptions import MediaTypeNotFound
-from openapi_core.validation.request.exceptions import (
-    InvalidParameter,
-    InvalidRequestBody,
-    MissingRequiredRequestBody,
-    ParameterValidationError,
-    RequestBodyValidationError,
-)
-from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
 from starlette.datastructures import Headers, QueryParams
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver.errors import ApiError, NotFound, ParseError, UnsupportedMediaType, ValidationFailed
 from mockserver.openapi.bodies import media_type, parse_json, request_charset
+from mockserver.openapi.compiled import BodyProblems, Finding, MissingBody, ParameterProblem, UnsupportedBodyType
 from mockserver.openapi.drf_errors import body_errors, query_message
 from mockserver.openapi.loader import HTTP_METHODS, Operation, SpecIndex
 from mockserver.openapi.sequential import SEQUENTIAL_MEDIA_TYPES, LineGrammar, line_grammar, sequential_media_type
@@ -124,11 +117,10 @@ class _CoreRequest:
 
     def __init__(self, scope: Scope, operation: Operation, path_params: dict[str, str], body: bytes):
         headers = Headers(scope=scope)
+        self._headers = headers
+        self._path_params = path_params
         # Empty query values mean "no filter" to django-filter and DRF: drop them before validation.
-        pairs = [(k, v) for k, v in QueryParams(scope.get("query_string", b"")).multi_items() if v != ""]
-        # Authentication is ours (exact Waldur 401s); keep openapi-core's security check satisfied.
-        raw_headers = [*headers.raw, (b"authorization", b"Token validated-elsewhere")]
-        self.parameters = RequestParameters(query=QueryParams(pairs), header=Headers(raw=raw_headers), path=path_params)
+        self.query_pairs = [(k, v) for k, v in QueryParams(scope.get("query_string", b"")).multi_items() if v != ""]
         self.host_url = "http://mock"
         self.path = scope["path"]
         self.path_pattern = operation.path
@@ -140,6 +132,17 @@ class _CoreRequest:
         self.media_type, self.media_params = media_type(self.content_type_header)
         self.content_type = self.media_type
 
+    @functools.cached_property
+    def parameters(self) -> Any:
+        """openapi-core's RequestParameters: built only when openapi-core validates."""
+        from openapi_core.datatypes import RequestParameters
+
+        # Authentication is ours (exact Waldur 401s); keep openapi-core's security check satisfied.
+        raw_headers = [*self._headers.raw, (b"authorization", b"Token validated-elsewhere")]
+        return RequestParameters(
+            query=QueryParams(self.query_pairs), header=Headers(raw=raw_headers), path=self._path_params
+        )
+
 
 class _CoreResponse:
     def __init__(self, status: int, headers: Headers, body: bytes):
@@ -150,8 +153,15 @@ class _CoreResponse:
 
 
 class RequestValidator:
-    def __init__(self, spec: SpecIndex):
+    """Validates with the operation's compiled validator, or with openapi-core where there is none.
+
+    `compiled=False` validates everything with openapi-core: the reference the compiled
+    validators are tested against.
+    """
+
+    def __init__(self, spec: SpecIndex, *, compiled: bool = True):
         self.spec = spec
+        self.use_compiled = compiled
 
     def check(self, scope: Scope, operation: Operation, path_params: dict[str, str], body: bytes) -> RequestCheck:
         check = RequestCheck(operation, path_params)
@@ -166,11 +176,22 @@ class RequestValidator:
                 check.error = exc
                 return check
         field_errors: dict[str, list[str]] = {}
-        for error in self.spec.openapi.iter_request_errors(request):
-            self._absorb(error, request, check, field_errors)
+        for finding in self._findings(request, operation, check):
+            self._absorb(finding, request, check, field_errors)
         if check.error is None and field_errors:
             check.error = ValidationFailed(field_errors)
         return check
+
+    def _findings(self, request: _CoreRequest, operation: Operation, check: RequestCheck) -> list[Finding]:
+        compiled = self.spec.compiled(operation) if self.use_compiled else None
+        if compiled is None:
+            found = map(_core_finding, self.spec.openapi.iter_request_errors(request))
+            return [finding for finding in found if finding is not None]
+        query: dict[str, list[str]] = {}
+        for name, value in request.query_pairs:
+            query.setdefault(name, []).append(value)
+        media = None if request.body is None else request.content_type
+        return compiled.findings(query, check.path_params, check.body, media)
 
     @staticmethod
     def _parse_body(request: _CoreRequest, operation: Operation, check: RequestCheck) -> None:
@@ -194,29 +215,28 @@ class RequestValidator:
         request.body = json.dumps(check.body).encode()
         request.content_type = "application/json"
 
-    def _absorb(self, error: Exception, request: _CoreRequest, check: RequestCheck, out: dict[str, list[str]]) -> None:
-        if isinstance(error, ParameterValidationError):
-            if error.location == "path":
+    def _absorb(self, finding: Finding, request: _CoreRequest, check: RequestCheck, out: dict[str, list[str]]) -> None:
+        """Turn one finding into Waldur's answer: a 404, a 415, or per-field messages."""
+        if isinstance(finding, ParameterProblem):
+            if finding.location == "path":
                 # DRF's get_object_or_404 turns a malformed lookup value into a plain 404.
                 check.path_error = NotFound()
-            elif error.location == "query" and error.name not in check.operation.lenient_params:
-                raw = ",".join(QueryParams(request.parameters.query).getlist(error.name))
-                out.setdefault(error.name, []).append(query_message(self._param_schema(check, error), raw))
-        elif isinstance(error, MissingRequiredRequestBody):
+            elif finding.location == "query" and finding.name not in check.operation.lenient_params:
+                raw = ",".join(value for name, value in request.query_pairs if name == finding.name)
+                out.setdefault(finding.name, []).append(query_message(self._param_schema(check, finding), raw))
+        elif isinstance(finding, MissingBody):
             found = body_errors(self._schema_errors_for({}, check), {})
             out.update(found or {})
             check.body = {}
-        elif isinstance(error, RequestBodyValidationError):
-            cause = error.__cause__
-            if isinstance(cause, MediaTypeNotFound):
-                check.error = UnsupportedMediaType(request.content_type_header)
-            elif isinstance(cause, InvalidSchemaValue):
-                errors = [e for e in cause.schema_errors if not _checked_by_view(e, check.operation)]
-                out.update(body_errors(errors, check.body) or {})
-            elif isinstance(error, InvalidRequestBody):
-                out.update(body_errors([], check.body) or {"non_field_errors": ["Invalid data."]})
+        elif isinstance(finding, UnsupportedBodyType):
+            check.error = UnsupportedMediaType(request.content_type_header)
+        elif finding.errors:
+            errors = [e for e in finding.errors if not _checked_by_view(e, check.operation)]
+            out.update(body_errors(errors, check.body) or {})
+        else:
+            out.update(body_errors([], check.body) or {"non_field_errors": ["Invalid data."]})
 
-    def _param_schema(self, check: RequestCheck, error: InvalidParameter | ParameterValidationError) -> dict[str, Any]:
+    def _param_schema(self, check: RequestCheck, error: ParameterProblem) -> dict[str, Any]:
         item = self.spec.document["paths"][check.operation.path]
         params = [*item.get("parameters", []), *item[check.operation.method.lower()].get("parameters", [])]
         for param in map(self.spec.resolve, params):
@@ -234,6 +254,32 @@ class RequestValidator:
         if pointer is None:
             return []
         return list(self.spec.schema_validator(pointer).iter_errors(body))
+
+
+def _core_finding(error: Exception) -> Finding | None:
+    """openapi-core's exception as a finding (None: nothing Waldur would report)."""
+    from openapi_core.templating.media_types.exceptions import MediaTypeNotFound
+    from openapi_core.validation.request.exceptions import (
+        InvalidRequestBody,
+        MissingRequiredRequestBody,
+        ParameterValidationError,
+        RequestBodyValidationError,
+    )
+    from openapi_core.validation.schemas.exceptions import InvalidSchemaValue
+
+    if isinstance(error, ParameterValidationError):
+        return ParameterProblem(error.location, error.name)
+    if isinstance(error, MissingRequiredRequestBody):
+        return MissingBody()
+    if isinstance(error, RequestBodyValidationError):
+        cause = error.__cause__
+        if isinstance(cause, MediaTypeNotFound):
+            return UnsupportedBodyType()
+        if isinstance(cause, InvalidSchemaValue):
+            return BodyProblems(tuple(cause.schema_errors))
+        if isinstance(error, InvalidRequestBody):
+            return BodyProblems(())
+    return None
 
 
 def _checked_by_view(error: SchemaError, operation: Operation) -> bool:
@@ -278,6 +324,8 @@ class ValidationMiddleware:
         self.open_operations = _open_operations(spec.document)
         self.requests = RequestValidator(spec)
         self.validate_responses = validate_responses
+        if validate_responses:
+            _ = spec.openapi  # built now, not on the first response
         self.violations = violations or ViolationLog()
         self.stream_items = _stream_item_schemas(spec)
 

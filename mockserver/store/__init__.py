@@ -1,6 +1,7 @@
 """In-memory chat state behind one interface; knows nothing of HTTP."""
 
+from mockserver.store.interface import ChatState
 from mockserver.store.memory import ChatStore
 from mockserver.store.models import AnswerSlot, ChatSession, Message, Thread, User
 
-__all__ = ["AnswerSlot", "ChatSession", "ChatStore", "Message", "Thread", "User"]
+__all__ = ["AnswerSlot", "ChatSession", "ChatState", "ChatStore", "Message", "Thread", "User"]

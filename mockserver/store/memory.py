@@ -9,6 +9,11 @@ Sequence indexes are allocated here and nowhere else: a question takes the next 
 index and sets aside the one after it for its answer (`AnswerSlot`), so answers that
 are still streaming never share an index with a follow-up sent meanwhile. Waldur's
 database constraint (one original row per index of a thread) is checked on every write.
+
+Indexed so that no request costs more as the store grows: threads per owner and messages
+per thread and per owner, each in creation order (which is `created` order: the clock
+strictly increases), so a thread's count is a length and the default `-created` listing is
+a reversed view, not a sort. Whatever scans remain are within one thread.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
+from typing import overload
 
 from mockserver.store.models import AnswerSlot, ChatSession, Message, Role, Thread, User
 
@@ -58,6 +64,36 @@ class SequenceConflict(RuntimeError):
     """A second original row at one index of a thread: Waldur's unique constraint, broken by a bug here."""
 
 
+class NewestFirst(Sequence[Thread]):
+    """The first `size` items of an append-only list, seen newest first without a copy.
+
+    The store only ever appends to these lists (a reset starts new ones), so the view
+    stays the snapshot it was when taken."""
+
+    def __init__(self, items: list[Thread], size: int):
+        self._items = items
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def __iter__(self) -> Iterator[Thread]:
+        for index in range(self._size - 1, -1, -1):
+            yield self._items[index]
+
+    @overload
+    def __getitem__(self, index: int) -> Thread: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[Thread]: ...
+    def __getitem__(self, index: int | slice) -> Thread | list[Thread]:
+        size = self._size
+        if isinstance(index, slice):
+            return [self._items[size - 1 - i] for i in range(*index.indices(size))]
+        if not -size <= index < size:
+            raise IndexError(index)
+        return self._items[size - 1 - (index % size)]
+
+
 class ChatStore:
     """Users, sessions, threads and messages, with the visibility rules of section 5.2."""
 
@@ -67,8 +103,13 @@ class ChatStore:
         self.clock = clock or Clock()
         self._lock = threading.RLock()
         self._sessions: dict[str, ChatSession] = {}
+        self._session_of_user: dict[str, ChatSession] = {}
         self._threads: dict[str, Thread] = {}
+        self._all_threads: list[Thread] = []  # in creation order; append-only (see NewestFirst)
+        self._threads_of_owner: dict[str, list[Thread]] = {}  # owner uuid -> threads, in creation order
         self._messages: list[Message] = []
+        self._messages_of_thread: dict[str, list[Message]] = {}  # in creation order
+        self._messages_of_owner: dict[str, list[Message]] = {}
         self._reserved: dict[str, set[int]] = {}  # thread uuid -> indexes of answers still streaming
         self._epoch = 0
 
@@ -91,9 +132,12 @@ class ChatStore:
 
     def reset(self) -> None:
         with self._lock:
-            self._sessions.clear()
-            self._threads.clear()
+            for index in (self._sessions, self._session_of_user, self._threads, self._threads_of_owner):
+                index.clear()
+            self._all_threads = []  # not cleared in place: views handed out keep their snapshot
             self._messages.clear()
+            self._messages_of_thread.clear()
+            self._messages_of_owner.clear()
             self._reserved.clear()
             self._epoch += 1
 
@@ -105,17 +149,21 @@ class ChatStore:
     # -- sessions ------------------------------------------------------------
     def get_or_create_session(self, user: User) -> ChatSession:
         with self._lock:
-            session = next((s for s in self._sessions.values() if s.user.uuid == user.uuid), None)
+            session = self._session_of_user.get(user.uuid)
             if session is None:
                 now = self.clock.now()
                 session = ChatSession(uuid=new_uuid(), user=user, created=now, modified=now)
                 self._sessions[session.uuid] = session
+                self._session_of_user[user.uuid] = session
             return session
 
     def sessions_visible_to(self, viewer: User) -> list[ChatSession]:
+        """Newest first (creation order is `created` order)."""
         with self._lock:
-            sessions = [s for s in self._sessions.values() if _sees(viewer, s.user)]
-        return sorted(sessions, key=lambda s: s.created, reverse=True)
+            if viewer.sees_everything:
+                return list(reversed(self._sessions.values()))
+            own = self._session_of_user.get(viewer.uuid)
+            return [own] if own else []
 
     def session_visible_to(self, session_uuid: str, viewer: User) -> ChatSession | None:
         session = self._sessions.get(session_uuid)
@@ -128,11 +176,22 @@ class ChatStore:
             now = self.clock.now()
             thread = Thread(uuid=new_uuid(), session=session, created=now, modified=now)
             self._threads[thread.uuid] = thread
+            self._all_threads.append(thread)
+            self._threads_of_owner.setdefault(user.uuid, []).append(thread)
             return thread
 
     def threads_visible_to(self, viewer: User) -> list[Thread]:
+        """In creation order (oldest first)."""
         with self._lock:
-            return [t for t in self._threads.values() if _sees(viewer, t.owner)]
+            return list(self._all_threads if viewer.sees_everything else self._threads_of_owner.get(viewer.uuid, ()))
+
+    def threads_newest_first(self, viewer: User) -> Sequence[Thread]:
+        """The visible threads in Waldur's default order (`-created`), without a copy or a sort.
+
+        A snapshot: threads created later are not in it."""
+        with self._lock:
+            threads = self._all_threads if viewer.sees_everything else self._threads_of_owner.get(viewer.uuid, [])
+            return NewestFirst(threads, len(threads))
 
     def thread_visible_to(self, thread_uuid: str, viewer: User) -> Thread | None:
         thread = self._threads.get(thread_uuid)
@@ -170,16 +229,29 @@ class ChatStore:
 
     # -- messages ------------------------------------------------------------
     def messages_visible_to(self, viewer: User) -> list[Message]:
+        """In creation order."""
         with self._lock:
-            return [m for m in self._messages if _sees(viewer, m.thread.owner)]
+            return list(self._messages if viewer.sees_everything else self._messages_of_owner.get(viewer.uuid, ()))
+
+    def thread_messages_visible_to(self, thread_uuid: str, viewer: User) -> list[Message]:
+        """The messages of one thread, in creation order; none if the viewer may not see it."""
+        with self._lock:
+            thread = self.thread_visible_to(thread_uuid, viewer)
+            return list(self._rows(thread)) if thread else []
 
     def thread_messages(self, thread: Thread) -> list[Message]:
+        """In creation order."""
         with self._lock:
-            return [m for m in self._messages if m.thread is thread]
+            return list(self._rows(thread))
+
+    def _rows(self, thread: Thread) -> list[Message]:
+        """The thread's own list (not a copy: callers hold the lock and do not keep it)."""
+        return self._messages_of_thread.get(thread.uuid, []) if self._holds(thread) else []
 
     def message_count(self, thread: Thread) -> int:
         """Every row of the thread, replaced ones included (section 3.8)."""
-        return len(self.thread_messages(thread))
+        with self._lock:
+            return len(self._rows(thread))
 
     def last_active(self, thread: Thread, role: Role) -> Message | None:
         candidates = [m for m in self.thread_messages(thread) if m.role == role and m.is_active]
@@ -254,7 +326,7 @@ class ChatStore:
 
     def _next_index(self, thread: Thread) -> int:
         """One more than the highest index over all rows (replaced ones included) and reserved slots."""
-        taken = [m.sequence_index for m in self.thread_messages(thread)]
+        taken = [m.sequence_index for m in self._rows(thread)]
         taken.extend(self._reserved.get(thread.uuid, ()))
         return max(taken, default=0) + 1
 
@@ -264,10 +336,10 @@ class ChatStore:
 
     def _original_at(self, thread: Thread, index: int) -> Message | None:
         """The row at `index` that replaces nothing: the one Waldur's unique constraint is about."""
-        return next((m for m in self.thread_messages(thread) if m.sequence_index == index and m.replaces is None), None)
+        return next((m for m in self._rows(thread) if m.sequence_index == index and m.replaces is None), None)
 
     def _active_at(self, thread: Thread, index: int) -> Message | None:
-        return next((m for m in self.thread_messages(thread) if m.sequence_index == index and m.is_active), None)
+        return next((m for m in self._rows(thread) if m.sequence_index == index and m.is_active), None)
 
     def add_message(
         self,
@@ -305,4 +377,6 @@ class ChatStore:
             if replaced_by is not None:
                 message.replaced_by, replaced_by.replaces = replaced_by, message
             self._messages.append(message)
+            self._messages_of_thread.setdefault(thread.uuid, []).append(message)
+            self._messages_of_owner.setdefault(thread.owner.uuid, []).append(message)
             return message
