@@ -41,6 +41,9 @@ class _QuietDrops(logging.Filter):
 logging.getLogger("uvicorn.error").addFilter(_QuietDrops())
 
 
+DROP_GRACE_SECONDS = 0.05
+
+
 class WireStreamResponse:
     def __init__(self, items: AsyncGenerator[Any, None], encoder: Encoder, headers: Mapping[str, str] | None = None):
         self.items = items
@@ -75,6 +78,9 @@ class WireStreamResponse:
                 group.cancel_scope.cancel()
         if dropped:
             scope.setdefault("state", {})[WIRE_FAULT_FLAG] = True
+            # Let the records before the cut reach the client first: a browser that reads the last
+            # record and the cut in one network read may report only the error (Chromium does).
+            await anyio.sleep(DROP_GRACE_SECONDS)
             raise ConnectionDroppedOnPurpose("drop fault")
 
     async def _start(self, send: Send) -> None:
