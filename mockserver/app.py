@@ -49,7 +49,7 @@ from mockserver.resources import UI_DIR
 from mockserver.seed import apply_seed, load_seed
 from mockserver.store import ChatStore, User
 from mockserver.upstream.app import UPSTREAM_PREFIX, UpstreamApp, UpstreamContext
-from mockserver.upstream.client import HttpUpstreamEngine, UpstreamTarget
+from mockserver.upstream.target import UpstreamTarget
 from mockserver.users import DEFAULT_USERS_FILE, load_users
 
 log = logging.getLogger("mockserver")
@@ -134,9 +134,14 @@ class MockApp:
         given = self.options.engine
         return given if isinstance(given, ScriptedEngine) else ScriptedEngine(self._default_scripts, self.tools)
 
-    def _http_engine(self) -> HttpUpstreamEngine | None:
+    def _http_engine(self) -> ReplyEngine | None:
+        """`--upstream-url`: the chat API's upstream stage calls a real LLM (httpx loaded only then)."""
         target = self.options.upstream_target
-        return HttpUpstreamEngine(target, self.tools) if target is not None else None
+        if target is None:
+            return None
+        from mockserver.upstream.client import HttpUpstreamEngine
+
+        return HttpUpstreamEngine(target, self.tools)
 
     def _build(self) -> Starlette:
         router: ASGIApp = SpecRouter(self.spec, self.services, self.profile.handlers)

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, AsyncIterator
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import httpx
 
@@ -27,12 +26,9 @@ from mockserver.engine.records import CANNED_REFUSAL
 from mockserver.engine.tools import ToolExecutor
 from mockserver.engine.upstream import TextChunk, UpstreamEvent, UpstreamFailure, UpstreamReply, Usage
 from mockserver.engine.writer import with_wire_faults
-from mockserver.errors import ConfigurationError
 from mockserver.upstream.calls import CURRENT_MARK, HISTORY_MARK, REFUSAL_PREFIX, TITLE_PREFIX, TITLE_USER_MESSAGE
+from mockserver.upstream.target import UpstreamTarget
 
-UpstreamFormat = Literal["openai", "langserve"]
-UPSTREAM_FORMATS: tuple[UpstreamFormat, ...] = ("openai", "langserve")
-DEFAULT_MODEL = "gemma3:27b"  # Waldur's default model setting
 TIMEOUT = httpx.Timeout(60.0, connect=5.0)  # as Waldur: 5 s to connect, 60 s between bytes
 SYSTEM_PROMPT = (
     "You are the assistant of Waldur, a cloud and HPC resource management portal. Answer the user's "
@@ -45,22 +41,6 @@ TITLE_PROMPT = (
 REFUSAL_PROMPT = (
     REFUSAL_PREFIX + " Generate a polite, brief response explaining that you cannot help with that specific request."
 )
-
-
-@dataclass(frozen=True)
-class UpstreamTarget:
-    """Where the real upstream is and how to talk to it."""
-
-    url: str  # LangServe: the full /stream URL; OpenAI: the base URL (…/v1)
-    format: UpstreamFormat = "openai"
-    token: str = ""
-    model: str = DEFAULT_MODEL
-
-    def __post_init__(self) -> None:
-        if not self.url.startswith(("http://", "https://")):
-            raise ConfigurationError(f"--upstream-url must be an http:// or https:// URL, not {self.url!r}")
-        if self.format not in UPSTREAM_FORMATS:
-            raise ConfigurationError(f"--upstream-format must be one of {', '.join(UPSTREAM_FORMATS)}")
 
 
 class HttpUpstreamEngine:
