@@ -35,7 +35,7 @@ from mockserver.engine.upstream import (
 from mockserver.engine.writer import with_wire_faults
 from mockserver.upstream.calls import UpstreamCall
 
-FAILURE_ERROR = {"message": "The model failed while generating the response.", "type": "server_error"}
+FAILURE_ERROR = {"message": "The model failed while generating the response.", "kind": "server_error"}
 
 
 @dataclass(frozen=True)
