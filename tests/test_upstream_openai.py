@@ -138,7 +138,9 @@ def test_a_tool_call_is_streamed_as_tool_call_deltas_then_answered_after_the_res
         {
             "role": "assistant",
             "content": None,
-            "tool_calls": [{"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": "{}"}}],
+            "tool_calls": [
+                {"id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": "{}"}}
+            ],
         },
         {"role": "tool", "tool_call_id": call["id"], "content": json.dumps({"resources": [], "total": 0})},
     ]

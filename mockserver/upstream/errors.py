@@ -7,6 +7,8 @@ OpenAI SDK honours when it retries.
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 from starlette.responses import JSONResponse
 
 from mockserver.engine.faults import FaultSyntaxError
@@ -23,7 +25,7 @@ OPENAI_ERRORS: dict[int, tuple[str, str, str | None]] = {
     500: ("The server had an error while processing your request.", "server_error", None),
     503: ("The engine is currently overloaded, please try again later.", "server_error", None),
 }
-LANGSERVE_DETAILS = {401: "Invalid token.", 404: "Not Found", 429: "Too Many Requests", 500: "Internal Server Error"}
+LANGSERVE_DETAILS = {401: "Invalid token."}  # otherwise the status's reason phrase, as FastAPI answers
 
 
 class ProviderError(Exception):
@@ -47,7 +49,7 @@ class ProviderError(Exception):
             message = self.message or default or f"The mock upstream answered {self.status}."
             body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
         else:
-            body = {"detail": self.message or LANGSERVE_DETAILS.get(self.status, f"Error {self.status}")}
+            body = {"detail": self.message or LANGSERVE_DETAILS.get(self.status, _phrase(self.status))}
         return JSONResponse(body, self.status, headers=headers)
 
 
@@ -55,6 +57,13 @@ def provider_error(
     protocol: str, status: int, message: str | None = None, retry_after: float | None = None
 ) -> ProviderError:
     return ProviderError(protocol, status, message, retry_after)
+
+
+def _phrase(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return f"Error {status}"
 
 
 def _kind(status: int) -> str:
