@@ -141,3 +141,18 @@ def test_chat_api_checks_do_not_apply_to_upstream_routes(upstream: tuple[MockApp
     assert response.status_code == 200
     base = url.removesuffix(LANGSERVE_PATH)
     assert httpx.get(f"{base}/__upstream__/nowhere").status_code == 404
+
+
+def test_global_faults_and_speed_from_the_control_api_apply(upstream: tuple[MockApp, str]) -> None:
+    app, url = upstream
+    control = url.removesuffix(LANGSERVE_PATH) + "/__mock__/config"
+    try:
+        patched = httpx.patch(control, json={"faults": {"upstream_error_after_chunks": 2}})
+        assert patched.status_code == 200, patched.text
+        seen: list[str] = []
+        with pytest.raises(httpx.RemoteProtocolError):
+            with httpx.stream("POST", url, json={"input": "hello"}, headers=AUTH) as response:
+                seen.extend(response.iter_lines())
+        assert waldur_805_read(seen) == ("Hello! How ", None)  # two word chunks, then the failure
+    finally:
+        app.reset()
