@@ -150,9 +150,11 @@ def test_global_faults_and_speed_from_the_control_api_apply(upstream: tuple[Mock
         patched = httpx.patch(control, json={"faults": {"upstream_error_after_chunks": 2}})
         assert patched.status_code == 200, patched.text
         seen: list[str] = []
-        with pytest.raises(httpx.RemoteProtocolError):
-            with httpx.stream("POST", url, json={"input": "hello"}, headers=AUTH) as response:
-                seen.extend(response.iter_lines())
+        with (
+            pytest.raises(httpx.RemoteProtocolError),  # the body is not terminated
+            httpx.stream("POST", url, json={"input": "hello"}, headers=AUTH) as response,
+        ):
+            seen.extend(response.iter_lines())
         assert waldur_805_read(seen) == ("Hello! How ", None)  # two word chunks, then the failure
     finally:
         app.reset()
