@@ -41,6 +41,7 @@ from mockserver.engine.scripts import ScriptSet, load_script_dir
 from mockserver.engine.scripts.loader import DEFAULT_SCRIPT_DIR, check_unique, require_catch_all
 from mockserver.engine.scripts.model import Script
 from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
+from mockserver.errors import ConfigurationError
 from mockserver.openapi.loader import SpecIndex
 from mockserver.openapi.validation import ValidationMiddleware, ViolationLog
 from mockserver.profiles import DEFAULT_API, get_profile
@@ -139,6 +140,8 @@ class MockApp:
         target = self.options.upstream_target
         if target is None:
             return None
+        if self.profile.name != DEFAULT_API:  # the 7.9.4 SSE stream plays a planned reply
+            raise ConfigurationError(f"--upstream-url works with --api {DEFAULT_API} (the record stream) only")
         from mockserver.upstream.client import HttpUpstreamEngine
 
         return HttpUpstreamEngine(target, self.tools)

@@ -340,8 +340,6 @@ def serve(args: argparse.Namespace) -> int:
         upstream_token=args.upstream_token,
     )
     if args.upstream_url:
-        if args.api != DEFAULT_API:
-            raise ConfigurationError(f"--upstream-url works with --api {DEFAULT_API} (the record stream) only")
         options.upstream_target = UpstreamTarget(
             args.upstream_url, args.upstream_format, args.upstream_url_token, args.upstream_model
         )
