@@ -1,8 +1,9 @@
 """Assemble one mock instance: state, services, the spec-driven API and the middleware stack.
 
 Outermost first: the control API's origin guard, CORS (chat API only), request journal,
-spec validation, then the router, which sends `/__mock__/` to the control API and
-everything else to the spec-driven chat API.
+the upstream-LLM endpoints (`/__upstream__/`, outside the chat API's checks), spec
+validation, then the router, which sends `/__mock__/` to the control API and everything
+else to the spec-driven chat API.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from mockserver.engine.scripts import ScriptSet, load_script_dir
 from mockserver.engine.scripts.loader import DEFAULT_SCRIPT_DIR, check_unique, require_catch_all
 from mockserver.engine.scripts.model import Script
 from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
+from mockserver.errors import ConfigurationError
 from mockserver.openapi.loader import SpecIndex
 from mockserver.openapi.validation import ValidationMiddleware, ViolationLog
 from mockserver.profiles import DEFAULT_API, get_profile
@@ -47,6 +49,8 @@ from mockserver.replay.replayer import ReplayLayer, ReplaySource, UserAliases
 from mockserver.resources import UI_DIR
 from mockserver.seed import apply_seed, load_seed
 from mockserver.store import ChatStore, User
+from mockserver.upstream.app import UPSTREAM_PREFIX, UpstreamApp, UpstreamContext
+from mockserver.upstream.target import UpstreamTarget
 from mockserver.users import DEFAULT_USERS_FILE, load_users
 
 log = logging.getLogger("mockserver")
@@ -83,6 +87,9 @@ class ServerOptions:
     allow_no_catch_all: bool = False  # accept script sets in which a request may match nothing
     settings: DeploymentSettings = field(default_factory=DeploymentSettings)
     replay: ReplaySource | None = None  # answer from a cassette first (strict or fallback to the mock)
+    upstream_token: str | None = None  # the token /__upstream__/ requires (`--upstream-token`); None: any
+    upstream_only: bool = False  # `waldur-chat-mock upstream`: the chat API answers 404
+    upstream_target: UpstreamTarget | None = None  # `--upstream-url`: the chat API calls a real LLM
 
 
 class MockApp:
@@ -103,7 +110,8 @@ class MockApp:
         self._default_scripts = self.load_scripts(
             load_script_dir(self.options.scripts), str(self.options.scripts), self.options.allow_no_catch_all
         )
-        self.engine = self.options.engine or ScriptedEngine(self._default_scripts, self.tools)
+        self.scripted = self._scripted_engine()
+        self.engine = self.options.engine or self._http_engine() or self.scripted
         self.chat = ChatService(self.store, self.engine, self.settings, self.profile.chat_disabled)
         self.services = Services(store=self.store, settings=self.settings, chat=self.chat, tools=self.tools)
         self.journal = RequestJournal(self.options.journal_limit, api=self.profile.name)
@@ -117,10 +125,31 @@ class MockApp:
             api_version=self.profile.name,
         )
         self.playground = Playground(UI_DIR)
+        self.upstream = UpstreamApp(
+            UpstreamContext(lambda: self.scripted, lambda: self.settings, self.options.upstream_token)
+        )
         self.asgi = self._build()
 
+    def _scripted_engine(self) -> ScriptedEngine:
+        """The scripts' engine: the chat API's, and always the upstream mode's."""
+        given = self.options.engine
+        return given if isinstance(given, ScriptedEngine) else ScriptedEngine(self._default_scripts, self.tools)
+
+    def _http_engine(self) -> ReplyEngine | None:
+        """`--upstream-url`: the chat API's upstream stage calls a real LLM (httpx loaded only then)."""
+        target = self.options.upstream_target
+        if target is None:
+            return None
+        if self.profile.name != DEFAULT_API:  # the 7.9.4 SSE stream plays a planned reply
+            raise ConfigurationError(f"--upstream-url works with --api {DEFAULT_API} (the record stream) only")
+        from mockserver.upstream.client import HttpUpstreamEngine
+
+        return HttpUpstreamEngine(target, self.tools)
+
     def _build(self) -> Starlette:
-        router = SpecRouter(self.spec, self.services, self.profile.handlers)
+        router: ASGIApp = SpecRouter(self.spec, self.services, self.profile.handlers)
+        if self.options.upstream_only:
+            router = _not_found
         middleware = [
             Middleware(JournalMiddleware, journal=self.journal),
             Middleware(RequestLimits, path_limits=CONTROL_BODY_LIMITS),
@@ -134,6 +163,7 @@ class MockApp:
         ]
         if self.options.replay is not None:
             middleware.insert(2, self._replay_middleware(self.options.replay))
+        middleware.insert(2, Middleware(_UpstreamFirst, upstream=self.upstream))
         if self.options.cors:
             middleware.insert(
                 0,
@@ -182,15 +212,13 @@ class MockApp:
     def replace_scripts(
         self, scripts: list[Script], source: str = "<scripts>", allow_no_catch_all: bool = False
     ) -> None:
-        if isinstance(self.engine, ScriptedEngine):
-            self.engine.scripts = self.load_scripts(scripts, source, allow_no_catch_all)
+        self.scripted.scripts = self.load_scripts(scripts, source, allow_no_catch_all)
 
     def reset(self) -> None:
         """Back to the seed state: the seed data only, default settings and scripts, empty journal."""
         self.store.reset()
         apply_seed(self.store, self.seed)
-        if isinstance(self.engine, ScriptedEngine):
-            self.engine.scripts = self._default_scripts
+        self.scripted.scripts = self._default_scripts
         fresh = _copy_settings(self._initial_settings)
         for name in vars(fresh):
             setattr(self.settings, name, getattr(fresh, name))
@@ -214,6 +242,25 @@ class _ApiFirst:
             await self.app(scope, receive, send)
 
 
+class _UpstreamFirst:
+    """`/__upstream__/` to the upstream-LLM endpoints: journaled, but not checked as the chat API."""
+
+    def __init__(self, app: ASGIApp, upstream: ASGIApp):
+        self.app = app
+        self.upstream = upstream
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(UPSTREAM_PREFIX):
+            await self.upstream(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+
+async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
+    """The chat API under `waldur-chat-mock upstream`: not served."""
+    await json_response({"detail": "Not found."}, status=404)(scope, receive, send)
+
+
 class _ApiCors:
     """CORS for the chat API only: on `/__mock__/` no preflight is answered and no CORS header sent."""
 
@@ -235,15 +282,13 @@ class _Scripts:
         self.app = app
 
     def current(self) -> list[Script]:
-        engine = self.app.engine
-        return engine.scripts.scripts if isinstance(engine, ScriptedEngine) else []
+        return self.app.scripted.scripts.scripts
 
     def replace(self, scripts: list[Script], source: str, allow_no_catch_all: bool = False) -> None:
         self.app.replace_scripts(scripts, source, allow_no_catch_all)
 
     def restore(self) -> None:
-        if isinstance(self.app.engine, ScriptedEngine):
-            self.app.engine.scripts = self.app._default_scripts
+        self.app.scripted.scripts = self.app._default_scripts
 
 
 def _copy_settings(settings: DeploymentSettings) -> DeploymentSettings:

@@ -20,6 +20,7 @@ from mockserver.errors import ConfigurationError
 from mockserver.profiles import API_NAMES, DEFAULT_API
 from mockserver.replay import commands as replay_commands
 from mockserver.resources import SEED_FILE
+from mockserver.upstream.target import DEFAULT_MODEL, UPSTREAM_FORMATS, UpstreamTarget
 
 # Mirrors contract.runner.PARTS, kept import-light (serve must not import the contract suite).
 PARTS = ("schema", "stream", "behaviour", "operations", "configuration")
@@ -69,6 +70,17 @@ exit codes:
 
 example:
   waldur-chat-mock serve --port 8000 --speed 0 --seed-data my-threads.yaml --quiet
+  waldur-chat-mock serve --upstream-url http://127.0.0.1:8001/__upstream__/openai/v1 --upstream-format openai
+"""
+UPSTREAM_EPILOG = """\
+Endpoints (a real Waldur's LLM setting points at one of them):
+  POST /__upstream__/langserve/stream           LangServe /stream (Waldur 7.9.x-8.0.x)
+  POST /__upstream__/openai/v1/chat/completions OpenAI-compatible (newest Waldur), base URL
+  GET  /__upstream__/openai/v1/models           .../__upstream__/openai/v1
+The control API (/__mock__/: journal, config, scripts) is served too; the chat API is not.
+
+example:
+  waldur-chat-mock upstream --port 8001 --speed 0 --upstream-token secret
 """
 VERIFY_EPILOG = f"""\
 Needs the [contract] extra: pip install 'waldur-chat-mock[contract]'.
@@ -179,6 +191,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--quiet", action="store_true", help="no access log (one line per request on stdout)")
     replay_commands.add_serve_flags(serve)
+    _add_upstream_token_flag(serve)
+    serve.add_argument(
+        "--upstream-url",
+        metavar="URL",
+        help="the chat API calls this real LLM instead of running scripts (LangServe: the /stream URL;"
+        " OpenAI: the base URL, e.g. .../v1)",
+    )
+    serve.add_argument(
+        "--upstream-format", choices=UPSTREAM_FORMATS, default="openai", help="the protocol of --upstream-url"
+    )
+    serve.add_argument("--upstream-url-token", default="", metavar="TOKEN", help="the token sent to --upstream-url")
+    serve.add_argument(
+        "--upstream-model", default=DEFAULT_MODEL, metavar="NAME", help="the model asked of an OpenAI --upstream-url"
+    )
+    upstream = commands.add_parser(
+        "upstream",
+        help="serve only the upstream-LLM endpoints",
+        description="Serve the reply scripts as the LLM a real Waldur calls (LangServe and OpenAI-compatible).",
+        epilog=UPSTREAM_EPILOG,
+        formatter_class=_HelpFormatter,
+    )
+    upstream.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    upstream.add_argument("--port", type=_port, default=8001, help="port to listen on")
+    upstream.add_argument(
+        "--scripts",
+        type=Path,
+        metavar="DIR|FILE",
+        help="reply scripts: a directory of *.yaml or one file (default: the packaged fixtures/scripts/)",
+    )
+    upstream.add_argument(
+        "--speed",
+        type=_speed,
+        default=1.0,
+        metavar="FACTOR",
+        help="playback speed of scripted replies (2 = twice as fast, 0 = no delays)",
+    )
+    _add_upstream_token_flag(upstream)
+    upstream.add_argument("--quiet", action="store_true", help="no access log (one line per request on stdout)")
     verify = commands.add_parser(
         "verify",
         help="check an implementation of the chat API against the contract",
@@ -215,6 +265,14 @@ def build_parser() -> argparse.ArgumentParser:
     replay_commands.add_record_command(commands, _port, _HelpFormatter)
     replay_commands.add_cassette_command(commands, _HelpFormatter)
     return parser
+
+
+def _add_upstream_token_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--upstream-token",
+        metavar="TOKEN",
+        help="the token the /__upstream__/ endpoints require (default: any token is accepted)",
+    )
 
 
 def _bounded(convert: type[int] | type[float], minimum: float, above: bool = False) -> Callable[[str], Any]:
@@ -266,10 +324,7 @@ def _ensure_free(host: str, port: int) -> None:
 
 
 def serve(args: argparse.Namespace) -> int:
-    import uvicorn
 
-    from mockserver.api.access_log import AccessLogMiddleware
-    from mockserver.api.limits import UVICORN_LIMITS
     from mockserver.app import ServerOptions, create_app
     from mockserver.users import DEFAULT_USERS_FILE
 
@@ -282,7 +337,12 @@ def serve(args: argparse.Namespace) -> int:
         speed=args.speed,
         seed_data=args.seed_data,
         allow_no_catch_all=args.allow_no_catch_all,
+        upstream_token=args.upstream_token,
     )
+    if args.upstream_url:
+        options.upstream_target = UpstreamTarget(
+            args.upstream_url, args.upstream_format, args.upstream_url_token, args.upstream_model
+        )
     if args.scripts:
         options.scripts = args.scripts
     if args.resources:
@@ -304,9 +364,45 @@ def serve(args: argparse.Namespace) -> int:
         print(f"  {user.username:<10} {role:<8} Authorization: Token {user.token}", flush=True)
     print(f"  control API: {base}/__mock__/  (reset, requests, config, scripts)", flush=True)
     print(f"  playground:  {base}/__mock__/ui", flush=True)
-    print(f"  scenarios (X-Mock-Scenario): {', '.join(app.engine.scenario_names())}", flush=True)
+    _print_upstream(base)
+    if options.upstream_target:
+        print(f"  replies from {options.upstream_target.format} upstream {options.upstream_target.url}", flush=True)
+    else:
+        print(f"  scenarios (X-Mock-Scenario): {', '.join(app.engine.scenario_names())}", flush=True)
     if options.replay:
         print(f"  replaying {args.cassette} ({options.replay.mode}); user-N is the N-th user above", flush=True)
+    return _run(app, args)
+
+
+def upstream(args: argparse.Namespace) -> int:
+    """Only the upstream-LLM endpoints (and the control API) of one mock instance."""
+    from mockserver.app import ServerOptions, create_app
+
+    options = ServerOptions(speed=args.speed, upstream_token=args.upstream_token, upstream_only=True)
+    if args.scripts:
+        options.scripts = args.scripts
+    app = create_app(options)
+    _ensure_free(args.host, args.port)
+    base = f"http://{args.host}:{args.port}"
+    print(f"waldur-chat-mock serving the upstream LLM on {base}/__upstream__/", flush=True)
+    _print_upstream(base)
+    print(f"  control API: {base}/__mock__/  (requests, config, scripts)", flush=True)
+    print(f"  scenarios (X-Mock-Scenario): {', '.join(app.scripted.scenario_names())}", flush=True)
+    return _run(app, args)
+
+
+def _print_upstream(base: str) -> None:
+    print(f"  upstream LLM: {base}/__upstream__/langserve/stream (LangServe)", flush=True)
+    print(f"                {base}/__upstream__/openai/v1 (OpenAI-compatible base URL)", flush=True)
+
+
+def _run(app: Any, args: argparse.Namespace) -> int:
+    """uvicorn on the given address, with our access log unless --quiet."""
+    import uvicorn
+
+    from mockserver.api.access_log import AccessLogMiddleware
+    from mockserver.api.limits import UVICORN_LIMITS
+
     # Our access log replaces uvicorn's (off); uvicorn's warnings and errors stay on stderr.
     config = uvicorn.Config(
         app if args.quiet else AccessLogMiddleware(app, _access_logger()),
@@ -394,6 +490,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return serve(args)
+        if args.command == "upstream":
+            return upstream(args)
         if args.command == "verify":
             _require_contract_extra()
             return verify(args)

@@ -24,7 +24,7 @@ NAME = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 MODES = {"message", "reload", "edit", "title"}
 CHUNKINGS = {"word", "token", "none"}
 SCRIPT_KEYS = {"name", "description", "match", "reply", "records", "faults"}
-REPLY_KEYS = {"text", "chunks", "chunking", "timing"}
+REPLY_KEYS = {"text", "chunks", "chunking", "timing", "after_tool"}
 TIMING_KEYS = {"first_chunk_ms", "inter_chunk_ms", "tokens_per_second", "jitter_ms", "seed"}
 # Bounds of one script text, checked before anything is built: aliases let a few hundred bytes
 # stand for millions of nodes ("billion laughs"), so the count is of nodes with aliases expanded.
@@ -162,6 +162,10 @@ class _Reader:
             result["chunking"] = self.chunking(node, name)
         else:
             result["chunks"] = self.chunks(node, name)
+        if "after_tool" in node:
+            if not isinstance(node["after_tool"], str):
+                raise self.fail(node, f"after_tool of {name!r} must be a string")
+            result["after_tool"] = node["after_tool"]
         return result
 
     def chunking(self, node: dict[str, Any], name: str) -> str | int:

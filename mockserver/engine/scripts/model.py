@@ -79,6 +79,8 @@ class Script:
     timing: Timing = field(default_factory=Timing)
     faults: Faults = NO_FAULTS
     description: str = ""
+    # What the model says once a tool result comes back (function calling in the upstream mode).
+    after_tool: str | None = None
 
     @property
     def where(self) -> str:
