@@ -7,15 +7,15 @@ calls `finish` exactly once, in a `finally`, so a client that went away still pe
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from mockserver.engine.base import ReplyRequest, StreamFrame
 from mockserver.engine.faults import DEFAULT_MALFORMED_LINE
-from mockserver.engine.pacing import count_tokens
+from mockserver.engine.pacing import Pacer, count_tokens
 from mockserver.engine.parser import StreamParser, ToolRunner
 from mockserver.engine.records import Record, encode_record, error
-from mockserver.engine.upstream import LiteralRecord, TextChunk, UpstreamEvent, UpstreamFailure
+from mockserver.engine.upstream import LiteralRecord, Stall, TextChunk, UpstreamEvent, UpstreamFailure
 
 
 class NdjsonEncoder:
@@ -81,7 +81,11 @@ class RecordTranslation:
 
     @property
     def usage_tokens(self) -> int:
-        return count_tokens(self.input) + count_tokens(self.raw)
+        return self.usage_with(self.raw)
+
+    def usage_with(self, stored: str) -> int:
+        """Quota usage of a turn that stored `stored`: the input's tokens and the reply's."""
+        return count_tokens(self.input) + count_tokens(stored)
 
 
 def translate_all(events: Iterable[UpstreamEvent], tools: ToolRunner, request_input: str) -> list[Record]:
@@ -110,5 +114,81 @@ async def record_stream(
     finally:
         if not finished:
             frame.finish(translation.raw, translation.usage_tokens)
+    if closing is not None:
+        yield closing
+
+
+def _offset_after(event: UpstreamEvent, offset: float, pacer: Pacer) -> float:
+    """When `event` arrives, in seconds from the stream's start, given when the one before did."""
+    if isinstance(event, TextChunk | LiteralRecord):
+        return offset + pacer.scaled(event.delay)
+    if isinstance(event, Stall):
+        return offset + event.seconds  # a fault: not scaled by speed
+    return offset
+
+
+@dataclass
+class _Arrivals:
+    """The text a client has been sent by now: the stored text if the stream ends early.
+
+    Chunks are fed to the parser ahead of their time (up to the next one that makes a record);
+    each fed chunk's deadline and the text with it are kept until the stream wakes at it.
+    """
+
+    pacer: Pacer
+    arrived: str = ""
+    pending: list[tuple[float, str]] = field(default_factory=list)
+
+    def add(self, deadline: float, text: str) -> None:
+        self.pending.append((deadline, text))
+
+    def reached(self) -> None:
+        if self.pending:
+            self.arrived = self.pending[-1][1]
+            self.pending.clear()
+
+    def by_now(self) -> str:
+        now = self.pacer.now()
+        due = [text for deadline, text in self.pending if deadline <= now]
+        return due[-1] if due else self.arrived
+
+
+async def paced_record_stream(
+    events: Sequence[UpstreamEvent], pacer: Pacer, request: ReplyRequest, frame: StreamFrame, tools: ToolRunner
+) -> AsyncGenerator[Record, None]:
+    """`record_stream` over a planned reply, waking once per record rather than once per chunk.
+
+    Each event's deadline is counted from the stream's start (after the opening `m`, so a slow
+    first byte shifts them all), and the stream sleeps once, to the deadline of the chunk that
+    makes the next records: no drift from chained sleeps, no wake-up for chunks that only fill
+    the parser's buffer. Records and stored text are the same as `record_stream` over `play`.
+    """
+    translation = RecordTranslation(StreamParser(tools), request.input)
+    arrivals = _Arrivals(pacer)
+    finished = False
+    try:
+        if frame.opening is not None:
+            yield frame.opening
+        start = pacer.now()
+        offset = 0.0
+        for event in events:
+            offset = _offset_after(event, offset, pacer)
+            records = translation.feed(event)
+            arrivals.add(start + offset, translation.raw)
+            if records:
+                await pacer.sleep_until(start + offset)
+                arrivals.reached()
+                for record in records:
+                    yield record
+        await pacer.sleep_until(start + offset)  # the last chunk (or a trailing pause) is due
+        arrivals.reached()
+        for record in translation.end():
+            yield record
+        finished = True
+        closing = frame.finish(translation.raw, translation.usage_tokens)
+    finally:
+        if not finished:
+            stored = arrivals.by_now()
+            frame.finish(stored, translation.usage_with(stored))
     if closing is not None:
         yield closing
