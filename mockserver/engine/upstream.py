@@ -98,7 +98,11 @@ def plan_script(
     if script.literal:
         return [LiteralRecord(step.record, step.delay_ms / 1000) for step in script.records]
     rendered = script.rendered(request)
-    timed = plans.get(script, rendered, lambda: timed_text(script, rendered)) if plans else timed_text(script, rendered)
+    timed = (
+        timed_text(script, rendered)
+        if plans is None
+        else plans.get(script, rendered, lambda: timed_text(script, rendered))
+    )
     usage = Usage(count_tokens(request.input), timed.output_tokens)
     if faults.upstream_error_after_chunks is None and not faults.stall_seconds:
         return [*timed.chunks, usage]
