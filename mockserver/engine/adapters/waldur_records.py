@@ -129,27 +129,28 @@ def _offset_after(event: UpstreamEvent, offset: float, pacer: Pacer) -> float:
 
 @dataclass
 class _Arrivals:
-    """The text a client has been sent by now: the stored text if the stream ends early.
+    """How much of the reply a client has been sent by now: the stored text if the stream ends early.
 
     Chunks are fed to the parser ahead of their time (up to the next one that makes a record);
-    each fed chunk's deadline and the text with it are kept until the stream wakes at it.
+    each fed chunk's deadline and the length of the text with it are kept until the stream
+    wakes at it (the text only grows at its end, so a length is enough).
     """
 
     pacer: Pacer
-    arrived: str = ""
-    pending: list[tuple[float, str]] = field(default_factory=list)
+    arrived: int = 0
+    pending: list[tuple[float, int]] = field(default_factory=list)
 
-    def add(self, deadline: float, text: str) -> None:
-        self.pending.append((deadline, text))
+    def add(self, deadline: float, length: int) -> None:
+        self.pending.append((deadline, length))
 
     def reached(self) -> None:
         if self.pending:
             self.arrived = self.pending[-1][1]
             self.pending.clear()
 
-    def by_now(self) -> str:
+    def by_now(self) -> int:
         now = self.pacer.now()
-        due = [text for deadline, text in self.pending if deadline <= now]
+        due = [length for deadline, length in self.pending if deadline <= now]
         return due[-1] if due else self.arrived
 
 
@@ -174,7 +175,7 @@ async def paced_record_stream(
         for event in events:
             offset = _offset_after(event, offset, pacer)
             records = translation.feed(event)
-            arrivals.add(start + offset, translation.raw)
+            arrivals.add(start + offset, len(translation.raw))
             if records:
                 await pacer.sleep_until(start + offset)
                 arrivals.reached()
@@ -188,7 +189,7 @@ async def paced_record_stream(
         closing = frame.finish(translation.raw, translation.usage_tokens)
     finally:
         if not finished:
-            stored = arrivals.by_now()
+            stored = translation.raw[: arrivals.by_now()]
             frame.finish(stored, translation.usage_with(stored))
     if closing is not None:
         yield closing
