@@ -7,7 +7,12 @@ from dataclasses import replace
 
 import pytest
 
-from mockserver.engine.adapters.waldur_records import paced_record_stream, record_stream
+from mockserver.engine.adapters.waldur_records import (
+    RecordSchedule,
+    paced_record_stream,
+    record_schedule,
+    record_stream,
+)
 from mockserver.engine.base import ReplyRequest, StreamFrame
 from mockserver.engine.faults import Faults
 from mockserver.engine.pacing import Pacer, Timing
@@ -59,12 +64,15 @@ def _frame(stored: list[tuple[str, int]]) -> StreamFrame:
     return StreamFrame({"m": {"thread_uuid": "3" * 32}}, finish)
 
 
-def _timed_records(events: list[UpstreamEvent], pacer: FakeClockPacer) -> tuple[list[tuple[float, Record]], list]:
+def _timed_records(
+    events: list[UpstreamEvent], pacer: FakeClockPacer, schedule: RecordSchedule | None = None
+) -> tuple[list[tuple[float, Record]], list]:
     """Each record with the fake time it was yielded at, and what was stored."""
     stored: list[tuple[str, int]] = []
 
     async def collect() -> list[tuple[float, Record]]:
-        stream = paced_record_stream(events, pacer, REQUEST, _frame(stored), fixture_tools().runner(""))
+        tools = fixture_tools().runner("")
+        stream = paced_record_stream(events, pacer, REQUEST, _frame(stored), tools, schedule=schedule)
         return [(round(pacer.clock - START, 6), record) async for record in stream]
 
     return asyncio.run(collect()), stored
@@ -185,6 +193,42 @@ def test_the_same_records_and_stored_text_as_playing_every_chunk(faults: Faults)
 
         assert [r for _, r in ours] == asyncio.run(per_chunk()), script.name
         assert ours_stored == theirs_stored, script.name
+        if not script.literal:  # the records looked up in the plan's schedule: the same again
+            chunks = [
+                e for e in plan_script(script, ReplyRequest(input="explain"), Faults()) if isinstance(e, TextChunk)
+            ]
+            schedule = record_schedule(chunks)
+            if schedule is not None:
+                scheduled, scheduled_stored = _timed_records(events, FakeClockPacer(speed=0), schedule)
+                assert scheduled == ours and scheduled_stored == ours_stored, script.name
+
+
+def test_a_schedule_is_shared_but_what_a_stream_sends_is_its_own() -> None:
+    schedule = record_schedule([e for e in plan_script(SCRIPT, REQUEST, Faults()) if isinstance(e, TextChunk)])
+    assert schedule is not None and len(schedule.made) == 4 and schedule.made[1] == ()
+    first, _ = _timed_records(plan_script(SCRIPT, REQUEST, Faults()), FakeClockPacer(), schedule)
+    first[1][1]["c"] = "changed by one stream"
+    again, _ = _timed_records(plan_script(SCRIPT, REQUEST, Faults()), FakeClockPacer(), schedule)
+    assert again[1][1]["c"] == LONG_A
+
+
+def test_tool_output_has_no_schedule() -> None:
+    """Output starting with `{` goes to the user's tools at the end: parsed per stream, not looked up."""
+    assert record_schedule([TextChunk('{"tool": '), TextChunk('"x"}')]) is None
+
+
+def test_the_engine_streams_scheduled_records_once_per_plan() -> None:
+    engine = ScriptedEngine(ScriptSet(load_scripts_text(DEFAULT_SCRIPTS, "default.yaml")), fixture_tools())
+    request = ReplyRequest(input="explain projects", speed=0)
+    stored: list[tuple[str, int]] = []
+
+    async def collect() -> list:
+        return [item async for item in engine.stream(request, _frame(stored))]
+
+    first, second = asyncio.run(collect()), asyncio.run(collect())
+    assert first == second and len(first) > 10
+    assert len(engine.schedules) == 1 and engine.schedules.hits == 1
+    assert stored[0] == stored[1] and stored[0][0].startswith("Waldur organises")
 
 
 def test_a_client_gone_while_waiting_stores_the_text_sent_by_then() -> None:

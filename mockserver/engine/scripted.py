@@ -14,7 +14,13 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from typing import Any
 
-from mockserver.engine.adapters.waldur_records import NDJSON_ENCODER, paced_record_stream, translate_all
+from mockserver.engine.adapters.waldur_records import (
+    NDJSON_ENCODER,
+    RecordSchedule,
+    paced_record_stream,
+    record_schedule,
+    translate_all,
+)
 from mockserver.engine.base import ReplyRequest, StreamFrame, StreamItem
 from mockserver.engine.faults import Faults
 from mockserver.engine.pacing import Pacer, Timing
@@ -23,7 +29,7 @@ from mockserver.engine.records import CANNED_REFUSAL, Record
 from mockserver.engine.scripts.loader import ScriptError
 from mockserver.engine.scripts.model import Script, ScriptSet
 from mockserver.engine.tools import ToolExecutor
-from mockserver.engine.upstream import TextChunk, TimedText, UpstreamReply, plan_script
+from mockserver.engine.upstream import TextChunk, TimedText, UpstreamReply, plan_script, timed_text
 from mockserver.engine.writer import with_wire_faults
 
 # With usable history Waldur still calls the upstream, asking for a polite refusal.
@@ -45,6 +51,7 @@ class ScriptedEngine:
         self.scripts = scripts
         self.tools = tools
         self.plans: PlanCache[TimedText] = PlanCache()  # keyed by script object: new scripts, new plans
+        self.schedules: PlanCache[RecordSchedule | None] = PlanCache()  # keyed by plan object
 
     def scenario_names(self) -> list[str]:
         return self.scripts.names()
@@ -67,8 +74,18 @@ class ScriptedEngine:
         """Waldur's record stream for one turn: plan, pace per record, adapt to records, wire faults."""
         reply = self.plan(request)
         tools = self.tools.runner(request.username)
-        records = paced_record_stream(reply.events, Pacer(request.speed), request, frame, tools)
+        schedule = self._schedule(request, reply)
+        records = paced_record_stream(reply.events, Pacer(request.speed), request, frame, tools, schedule=schedule)
         return with_wire_faults(records, reply.faults, NDJSON_ENCODER)
+
+    def _schedule(self, request: ReplyRequest, reply: UpstreamReply) -> RecordSchedule | None:
+        """The records of the reply's shared plan, chunk by chunk (None: parse as the stream goes)."""
+        script = reply.script
+        if script is None or script.literal:
+            return None
+        rendered = script.rendered(request)
+        timed = self.plans.get(script, rendered, lambda: timed_text(script, rendered))
+        return self.schedules.get(timed, None, lambda: record_schedule(timed.chunks))
 
     def _script_for(self, request: ReplyRequest) -> Script | None:
         if request.blocked:

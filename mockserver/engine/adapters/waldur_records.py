@@ -118,6 +118,75 @@ async def record_stream(
         yield closing
 
 
+@dataclass(frozen=True)
+class RecordSchedule:
+    """The records each chunk of a text reply completes, computed once per shared plan.
+
+    The parser is deterministic on text (only tool output, held to the end, depends on the
+    user), so every stream of the same plan makes the same records at the same chunks.
+    `made[i]` is what the i-th text chunk completes (mostly nothing), `ends` what the end
+    flushes, `lengths[i]` the length of the text once chunk i is in.
+    """
+
+    made: tuple[tuple[Record, ...], ...]
+    ends: tuple[Record, ...]
+    lengths: tuple[int, ...]
+    text: str
+
+
+def record_schedule(chunks: Sequence[TextChunk]) -> RecordSchedule | None:
+    """The schedule of a planned reply's text chunks; None for tool output (it needs the user's tools)."""
+    parser = StreamParser(lambda raw: None)
+    made = tuple(tuple(parser.feed(chunk.text)) for chunk in chunks)
+    if parser.is_tool_output:
+        return None
+    ends = tuple(parser.finish())
+    text = "".join(chunk.text for chunk in chunks)
+    lengths, total = [], 0
+    for chunk in chunks:
+        total += len(chunk.text)
+        lengths.append(total)
+    return RecordSchedule(made, ends, tuple(lengths), text)
+
+
+@dataclass
+class ScheduledTranslation:
+    """`RecordTranslation` for a scheduled reply: looks the records up instead of parsing again.
+
+    Records are copied on the way out: the schedule is shared, what a stream sends is its own.
+    """
+
+    schedule: RecordSchedule
+    input: str
+    failed: bool = False
+    _chunks: int = 0  # text chunks fed so far
+
+    def feed(self, event: UpstreamEvent) -> list[Record]:
+        if self.failed:
+            return []
+        if isinstance(event, TextChunk):
+            self._chunks += 1
+            return [dict(record) for record in self.schedule.made[self._chunks - 1]]
+        if isinstance(event, UpstreamFailure):
+            self.failed = True
+            return [error()]
+        return []
+
+    def end(self) -> list[Record]:
+        return [] if self.failed else [dict(record) for record in self.schedule.ends]
+
+    @property
+    def raw(self) -> str:
+        return self.schedule.text[: self.schedule.lengths[self._chunks - 1]] if self._chunks else ""
+
+    @property
+    def usage_tokens(self) -> int:
+        return self.usage_with(self.raw)
+
+    def usage_with(self, stored: str) -> int:
+        return count_tokens(self.input) + count_tokens(stored)
+
+
 def _offset_after(event: UpstreamEvent, offset: float, pacer: Pacer) -> float:
     """When `event` arrives, in seconds from the stream's start, given when the one before did."""
     if isinstance(event, TextChunk | LiteralRecord):
@@ -127,69 +196,66 @@ def _offset_after(event: UpstreamEvent, offset: float, pacer: Pacer) -> float:
     return offset
 
 
-@dataclass
-class _Arrivals:
-    """How much of the reply a client has been sent by now: the stored text if the stream ends early.
-
-    Chunks are fed to the parser ahead of their time (up to the next one that makes a record);
-    each fed chunk's deadline and the length of the text with it are kept until the stream
-    wakes at it (the text only grows at its end, so a length is enough).
-    """
-
-    pacer: Pacer
-    arrived: int = 0
-    pending: list[tuple[float, int]] = field(default_factory=list)
-
-    def add(self, deadline: float, length: int) -> None:
-        self.pending.append((deadline, length))
-
-    def reached(self) -> None:
-        if self.pending:
-            self.arrived = self.pending[-1][1]
-            self.pending.clear()
-
-    def by_now(self) -> int:
-        now = self.pacer.now()
-        due = [length for deadline, length in self.pending if deadline <= now]
-        return due[-1] if due else self.arrived
+def _sent_by(events: Sequence[UpstreamEvent], since: int, offset: float, now: float, pacer: Pacer) -> int:
+    """Characters of text in `events[since:]` (fed ahead of their time) whose time had come by `now`."""
+    length = 0
+    for event in events[since:]:
+        offset = _offset_after(event, offset, pacer)
+        if offset > now:
+            break
+        if isinstance(event, TextChunk):
+            length += len(event.text)
+    return length
 
 
 async def paced_record_stream(
-    events: Sequence[UpstreamEvent], pacer: Pacer, request: ReplyRequest, frame: StreamFrame, tools: ToolRunner
+    events: Sequence[UpstreamEvent],
+    pacer: Pacer,
+    request: ReplyRequest,
+    frame: StreamFrame,
+    tools: ToolRunner,
+    *,
+    schedule: RecordSchedule | None = None,
 ) -> AsyncGenerator[Record, None]:
     """`record_stream` over a planned reply, waking once per record rather than once per chunk.
 
     Each event's deadline is counted from the stream's start (after the opening `m`, so a slow
     first byte shifts them all), and the stream sleeps once, to the deadline of the chunk that
     makes the next records: no drift from chained sleeps, no wake-up for chunks that only fill
-    the parser's buffer. Records and stored text are the same as `record_stream` over `play`.
+    the parser's buffer. With the plan's `schedule` (text replies) the records are looked up,
+    not parsed again. Records and stored text are the same as `record_stream` over `play`.
     """
-    translation = RecordTranslation(StreamParser(tools), request.input)
-    arrivals = _Arrivals(pacer)
+    translation: RecordTranslation | ScheduledTranslation = (
+        RecordTranslation(StreamParser(tools), request.input)
+        if schedule is None
+        else ScheduledTranslation(schedule, request.input)
+    )
+    sent, sent_index, sent_offset = 0, 0, 0.0  # text length, events and time the client has been sent
+    start = pacer.now()
     finished = False
     try:
         if frame.opening is not None:
             yield frame.opening
         start = pacer.now()
         offset = 0.0
-        for event in events:
+        for index, event in enumerate(events):
             offset = _offset_after(event, offset, pacer)
             records = translation.feed(event)
-            arrivals.add(start + offset, len(translation.raw))
             if records:
                 await pacer.sleep_until(start + offset)
-                arrivals.reached()
+                sent, sent_index, sent_offset = len(translation.raw), index + 1, offset
                 for record in records:
                     yield record
         await pacer.sleep_until(start + offset)  # the last chunk (or a trailing pause) is due
-        arrivals.reached()
+        sent, sent_index = len(translation.raw), len(events)
         for record in translation.end():
             yield record
         finished = True
         closing = frame.finish(translation.raw, translation.usage_tokens)
     finally:
-        if not finished:
-            stored = translation.raw[: arrivals.by_now()]
+        if not finished:  # the client went away or was cut: store what it had been sent
+            ahead = _sent_by(events, sent_index, sent_offset, pacer.now() - start, pacer)
+            stored = translation.raw[: sent + ahead]
             frame.finish(stored, translation.usage_with(stored))
     if closing is not None:
         yield closing
