@@ -136,9 +136,12 @@ def test_the_engine_shares_one_plan_between_turns_of_the_long_answer() -> None:
 
 
 # -- per-record timing on a fake clock ---------------------------------------------------------
-def test_one_wake_up_per_record_at_absolute_deadlines() -> None:
+@pytest.mark.parametrize("scheduled", [False, True], ids=["fed", "looked-up"])
+def test_one_wake_up_per_record_at_absolute_deadlines(scheduled: bool) -> None:
     pacer = FakeClockPacer()
-    timed, stored = _timed_records(plan_script(SCRIPT, REQUEST, Faults()), pacer)
+    events = plan_script(SCRIPT, REQUEST, Faults())
+    schedule = record_schedule([e for e in events if isinstance(e, TextChunk)]) if scheduled else None
+    timed, stored = _timed_records(events, pacer, schedule)
     assert pacer.wakeups == [pytest.approx(START + 0.1), pytest.approx(START + 0.17)]
     assert [(t, r.get("c", r.get("m"))) for t, r in timed] == [
         (0.0, {"thread_uuid": "3" * 32}),
@@ -231,7 +234,8 @@ def test_the_engine_streams_scheduled_records_once_per_plan() -> None:
     assert stored[0] == stored[1] and stored[0][0].startswith("Waldur organises")
 
 
-def test_a_client_gone_while_waiting_stores_the_text_sent_by_then() -> None:
+@pytest.mark.parametrize("scheduled", [False, True], ids=["fed", "looked-up"])
+def test_a_client_gone_while_waiting_stores_the_text_sent_by_then(scheduled: bool) -> None:
     """Cancelled at 0.15 s, in the wait for chunk 4 (0.17 s): chunks 2 and 3 (0.12, 0.14 s) had arrived."""
 
     class LeavesAt(FakeClockPacer):
@@ -245,8 +249,10 @@ def test_a_client_gone_while_waiting_stores_the_text_sent_by_then() -> None:
     pacer = LeavesAt()
 
     async def consume() -> None:
+        events = plan_script(SCRIPT, REQUEST, Faults())
+        schedule = record_schedule([e for e in events if isinstance(e, TextChunk)]) if scheduled else None
         stream = paced_record_stream(
-            plan_script(SCRIPT, REQUEST, Faults()), pacer, REQUEST, _frame(stored), fixture_tools().runner("")
+            events, pacer, REQUEST, _frame(stored), fixture_tools().runner(""), schedule=schedule
         )
         with pytest.raises(asyncio.CancelledError):
             async for _record in stream:

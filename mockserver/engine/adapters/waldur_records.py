@@ -7,15 +7,17 @@ calls `finish` exactly once, in a `finally`, so a client that went away still pe
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 from mockserver.engine.base import ReplyRequest, StreamFrame
 from mockserver.engine.faults import DEFAULT_MALFORMED_LINE
 from mockserver.engine.pacing import Pacer, count_tokens
 from mockserver.engine.parser import StreamParser, ToolRunner
 from mockserver.engine.records import Record, encode_record, error
-from mockserver.engine.upstream import LiteralRecord, Stall, TextChunk, UpstreamEvent, UpstreamFailure
+from mockserver.engine.upstream import LiteralRecord, Stall, TextChunk, UpstreamEvent, UpstreamFailure, Usage
 
 
 class NdjsonEncoder:
@@ -32,6 +34,11 @@ class NdjsonEncoder:
 
 
 NDJSON_ENCODER = NdjsonEncoder()
+
+
+def turn_usage(request_input: str, stored: str) -> int:
+    """Quota usage of a turn that stored `stored`: the input's tokens and the reply's."""
+    return count_tokens(request_input) + count_tokens(stored)
 
 
 def reassemble(records: list[Record]) -> str:
@@ -84,8 +91,7 @@ class RecordTranslation:
         return self.usage_with(self.raw)
 
     def usage_with(self, stored: str) -> int:
-        """Quota usage of a turn that stored `stored`: the input's tokens and the reply's."""
-        return count_tokens(self.input) + count_tokens(stored)
+        return turn_usage(self.input, stored)
 
 
 def translate_all(events: Iterable[UpstreamEvent], tools: ToolRunner, request_input: str) -> list[Record]:
@@ -132,6 +138,17 @@ class RecordSchedule:
     ends: tuple[Record, ...]
     lengths: tuple[int, ...]
     text: str
+    at: tuple[float, ...]  # seconds from the start to each chunk, at speed 1
+    makers: tuple[int, ...]  # the chunks that complete records
+
+    def plays(self, events: Sequence[UpstreamEvent]) -> bool:
+        """`events` are this plan's chunks and the usage, no fault in between: the lookup path applies."""
+        return len(events) == len(self.made) + 1 and isinstance(events[-1], Usage)
+
+    def due(self, elapsed: float, pacer: Pacer) -> int:
+        """Length of the text whose chunks were due `elapsed` seconds after the start."""
+        count = bisect_right(self.at, elapsed * pacer.speed) if pacer.speed > 0 else len(self.at)
+        return self.lengths[count - 1] if count else 0
 
 
 def record_schedule(chunks: Sequence[TextChunk]) -> RecordSchedule | None:
@@ -142,11 +159,10 @@ def record_schedule(chunks: Sequence[TextChunk]) -> RecordSchedule | None:
         return None
     ends = tuple(parser.finish())
     text = "".join(chunk.text for chunk in chunks)
-    lengths, total = [], 0
-    for chunk in chunks:
-        total += len(chunk.text)
-        lengths.append(total)
-    return RecordSchedule(made, ends, tuple(lengths), text)
+    lengths = tuple(accumulate(len(chunk.text) for chunk in chunks))
+    at = tuple(accumulate(chunk.delay for chunk in chunks))
+    makers = tuple(index for index, records in enumerate(made) if records)
+    return RecordSchedule(made, ends, lengths, text, at, makers)
 
 
 @dataclass
@@ -184,7 +200,7 @@ class ScheduledTranslation:
         return self.usage_with(self.raw)
 
     def usage_with(self, stored: str) -> int:
-        return count_tokens(self.input) + count_tokens(stored)
+        return turn_usage(self.input, stored)
 
 
 def _offset_after(event: UpstreamEvent, offset: float, pacer: Pacer) -> float:
@@ -208,7 +224,7 @@ def _sent_by(events: Sequence[UpstreamEvent], since: int, offset: float, now: fl
     return length
 
 
-async def paced_record_stream(
+def paced_record_stream(
     events: Sequence[UpstreamEvent],
     pacer: Pacer,
     request: ReplyRequest,
@@ -225,6 +241,21 @@ async def paced_record_stream(
     the parser's buffer. With the plan's `schedule` (text replies) the records are looked up,
     not parsed again. Records and stored text are the same as `record_stream` over `play`.
     """
+    if schedule is not None and schedule.plays(events):
+        return _looked_up_records(schedule, pacer, request, frame)
+    return _fed_records(events, pacer, request, frame, tools, schedule=schedule)
+
+
+async def _fed_records(
+    events: Sequence[UpstreamEvent],
+    pacer: Pacer,
+    request: ReplyRequest,
+    frame: StreamFrame,
+    tools: ToolRunner,
+    *,
+    schedule: RecordSchedule | None,
+) -> AsyncGenerator[Record, None]:
+    """Every event fed in turn (faults in the plan, literal records, tool output)."""
     translation: RecordTranslation | ScheduledTranslation = (
         RecordTranslation(StreamParser(tools), request.input)
         if schedule is None
@@ -257,5 +288,37 @@ async def paced_record_stream(
             ahead = _sent_by(events, sent_index, sent_offset, pacer.now() - start, pacer)
             stored = translation.raw[: sent + ahead]
             frame.finish(stored, translation.usage_with(stored))
+    if closing is not None:
+        yield closing
+
+
+async def _looked_up_records(
+    schedule: RecordSchedule, pacer: Pacer, request: ReplyRequest, frame: StreamFrame
+) -> AsyncGenerator[Record, None]:
+    """A plain text reply: straight from one record-making chunk to the next, nothing fed in between."""
+    fed = sent = 0  # text lengths: up to the chunk being waited for, and up to the last one sent
+    start = pacer.now()
+    finished = False
+    try:
+        if frame.opening is not None:
+            yield frame.opening
+        start = pacer.now()
+        for index in schedule.makers:
+            fed = schedule.lengths[index]
+            await pacer.sleep_until(start + pacer.scaled(schedule.at[index]))
+            sent = fed
+            for record in schedule.made[index]:
+                yield dict(record)
+        fed = len(schedule.text)
+        await pacer.sleep_until(start + pacer.scaled(schedule.at[-1] if schedule.at else 0.0))
+        sent = fed
+        for record in schedule.ends:
+            yield dict(record)
+        finished = True
+        closing = frame.finish(schedule.text, turn_usage(request.input, schedule.text))
+    finally:
+        if not finished:  # the client went away or was cut: store what it had been sent
+            stored = schedule.text[: max(sent, min(fed, schedule.due(pacer.now() - start, pacer)))]
+            frame.finish(stored, turn_usage(request.input, stored))
     if closing is not None:
         yield closing
