@@ -118,6 +118,37 @@ def test_the_cache_is_bounded_least_recently_used_first() -> None:
         PlanCache(size=0)
 
 
+def test_the_cache_is_bounded_by_weight_and_skips_plans_too_heavy_to_share() -> None:
+    """An `${input}` script echoing long inputs cannot make the cache hold more than its budget."""
+    cache: PlanCache[str] = PlanCache(size=100, weight=1600)
+    owner = object()
+    for key in range(5):
+        cache.get(owner, key, lambda: "plan", weight=100)  # 5 x 100, within the budget
+    assert len(cache) == 5
+    assert cache.get(owner, "heavy", lambda: "heavy", weight=101) == "heavy"  # above 1600 / 16: built, not kept
+    assert len(cache) == 5 and not cache.keeps(101) and cache.keeps(100)
+    for key in range(5, 20):
+        cache.get(owner, key, lambda: "plan", weight=100)
+    assert len(cache) == 16  # 16 x 100 = the whole budget; the oldest went first
+    cache.get(owner, 0, lambda: "rebuilt", weight=100)
+    assert cache.misses == 22 and cache.get(owner, 19, lambda: "x", weight=100) == "plan"
+
+
+def test_a_long_echoed_input_is_planned_per_turn_and_parsed_as_it_streams() -> None:
+    engine = ScriptedEngine(ScriptSet(load_scripts_text(DEFAULT_SCRIPTS, "default.yaml")), fixture_tools())
+    huge = ReplyRequest(input="word " * 10_000, speed=0)  # the fallback script echoes the input
+    reply = engine.plan(huge)
+    assert reply.script is not None and reply.script.name == "fallback"
+    assert len(engine.plans) == 0 and engine._schedule(huge, reply) is None
+    stored: list[tuple[str, int]] = []
+
+    async def collect() -> list:
+        return [item async for item in engine.stream(huge, _frame(stored))]
+
+    items = asyncio.run(collect())
+    assert stored[0][0].count("word") == 10_000 and len(items) > 3
+
+
 def test_faults_apply_to_the_shared_plan_without_changing_it() -> None:
     cache: PlanCache[TimedText] = PlanCache()
     cut = plan_script(SCRIPT, REQUEST, Faults(upstream_error_after_chunks=2), cache)

@@ -17,22 +17,31 @@ from typing import Generic, TypeVar
 T = TypeVar("T")
 
 DEFAULT_PLAN_CACHE_SIZE = 256  # distinct (script, text) pairs; `${input}` makes one per input
+# Characters of reply text cached in all (a chunk object costs about 25 bytes per character of a
+# token-split text): a few MB at most, however long the inputs a `${input}` script echoes.
+DEFAULT_PLAN_CACHE_WEIGHT = 262_144
+UNCACHED_SHARE = 16  # a plan heavier than 1/16 of the budget is built per turn, not cached
 
 
 class PlanCache(Generic[T]):
-    """Least-recently-used plans, at most `size` of them; safe to share between threads."""
+    """Least-recently-used plans, at most `size` of them and `weight` in all; thread-safe.
 
-    def __init__(self, size: int = DEFAULT_PLAN_CACHE_SIZE):
-        if size < 1:
+    A plan's weight is what its builder says it costs (the characters of its text).
+    """
+
+    def __init__(self, size: int = DEFAULT_PLAN_CACHE_SIZE, weight: int = DEFAULT_PLAN_CACHE_WEIGHT):
+        if size < 1 or weight < 1:
             raise ValueError("a plan cache holds at least one plan")
         self.size = size
+        self.weight = weight
         self.hits = 0
         self.misses = 0
-        # key -> (owner, plan): holding the owner keeps its id from being reused while cached
-        self._entries: OrderedDict[tuple[int, Hashable], tuple[object, T]] = OrderedDict()
+        self._held = 0
+        # key -> (owner, plan, weight): holding the owner keeps its id from being reused while cached
+        self._entries: OrderedDict[tuple[int, Hashable], tuple[object, T, int]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, owner: object, key: Hashable, build: Callable[[], T]) -> T:
+    def get(self, owner: object, key: Hashable, build: Callable[[], T], weight: int = 1) -> T:
         """The plan of `owner` for `key`, built (outside the lock) on a miss."""
         slot = (id(owner), key)
         with self._lock:
@@ -44,11 +53,21 @@ class PlanCache(Generic[T]):
         plan = build()
         with self._lock:
             self.misses += 1
-            self._entries[slot] = (owner, plan)
-            self._entries.move_to_end(slot)
-            while len(self._entries) > self.size:
-                self._entries.popitem(last=False)
+            if self.keeps(weight):
+                self._store(slot, (owner, plan, weight))
         return plan
+
+    def keeps(self, weight: int) -> bool:
+        """Whether a plan of this weight is cached (heavier ones are built for each turn)."""
+        return weight * UNCACHED_SHARE <= self.weight
+
+    def _store(self, slot: tuple[int, Hashable], entry: tuple[object, T, int]) -> None:
+        old = self._entries.pop(slot, None)
+        self._held += entry[2] - (old[2] if old else 0)
+        self._entries[slot] = entry
+        while len(self._entries) > self.size or self._held > self.weight:
+            _, (_, _, dropped) = self._entries.popitem(last=False)
+            self._held -= dropped
 
     def __len__(self) -> int:
         return len(self._entries)

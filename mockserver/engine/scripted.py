@@ -84,8 +84,11 @@ class ScriptedEngine:
         if script is None or script.literal:
             return None
         rendered = script.rendered(request)
-        timed = self.plans.get(script, rendered, lambda: timed_text(script, rendered))
-        return self.schedules.get(timed, None, lambda: record_schedule(timed.chunks))
+        weight = sum(map(len, rendered))
+        if not self.plans.keeps(weight):
+            return None  # a plan built for this turn alone: parsed as the stream goes, not twice
+        timed = self.plans.get(script, rendered, lambda: timed_text(script, rendered), weight)
+        return self.schedules.get(timed, None, lambda: record_schedule(timed.chunks), weight)
 
     def _script_for(self, request: ReplyRequest) -> Script | None:
         if request.blocked:

@@ -101,7 +101,7 @@ def plan_script(
     timed = (
         timed_text(script, rendered)
         if plans is None
-        else plans.get(script, rendered, lambda: timed_text(script, rendered))
+        else plans.get(script, rendered, lambda: timed_text(script, rendered), sum(map(len, rendered)))
     )
     usage = Usage(count_tokens(request.input), timed.output_tokens)
     if faults.upstream_error_after_chunks is None and not faults.stall_seconds:
