@@ -1,6 +1,6 @@
 """The two servers the side-by-side benchmark compares, each started in its own process.
 
-    python benchmarks/servers.py mock --port 8001 --threads 50000 [--http h11|httptools]
+    python benchmarks/servers.py mock --port 8001 --threads 50000 [--http h11|httptools] [--speed 1]
     python benchmarks/servers.py ceiling --port 8002 --answers answers.json [--http ...]
 
 `mock` is the app `serve` runs (request validation on, CORS on, no access log, speed 0),
@@ -29,10 +29,10 @@ def uvicorn_settings(http: str) -> dict[str, Any]:
     return settings
 
 
-def mock_app(threads: int) -> tuple[Any, str]:
+def mock_app(threads: int, speed: float = 0.0) -> tuple[Any, str]:
     from mockserver.app import ServerOptions, create_app
 
-    app = create_app(ServerOptions(speed=0))
+    app = create_app(ServerOptions(speed=speed))
     alice = next(u for u in app.store.users if u.username == "alice")
     target = None
     for number in range(threads):
@@ -80,11 +80,12 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=10)
     parser.add_argument("--answers", type=Path)
     parser.add_argument("--http", default="h11", choices=["h11", "httptools"])
+    parser.add_argument("--speed", type=float, default=0.0, help="the mock's playback speed (1: scripted pacing)")
     args = parser.parse_args()
     import uvicorn
 
     if args.kind == "mock":
-        app, thread = mock_app(args.threads)
+        app, thread = mock_app(args.threads, args.speed)
         print(json.dumps({"thread": thread}), flush=True)
     else:
         app = ceiling_app(args.answers)

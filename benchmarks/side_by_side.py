@@ -1,13 +1,14 @@
 """The mock against a bare-stack ceiling, side by side in one run, and the store-size scaling table.
 
     .venv/bin/python benchmarks/side_by_side.py [--rounds 3] [--duration 5] [--connections 4]
-        [--http h11|httptools] [--threads 10,50000] [--skip-scaling]
+        [--http h11|httptools] [--threads 10,50000] [--skip-scaling] [--streams 500,1000,2000]
 
 Starts the mock (`servers.py mock`) and the ceiling (`servers.py ceiling`, answering the bytes
 the mock answered) on loopback, pinned to core 0 when `taskset` exists, and drives them
 alternately, endpoint by endpoint, with the same load from a process pinned to core 1: wrk if
 installed, else `loadgen.py`. Prints requests/s, p50/p99 and the mock/ceiling ratio (median of
-the rounds), then the cost of each endpoint at each store size (one connection).
+the rounds), then the cost of each endpoint at each store size (one connection), then the
+concurrent-stream table (`concurrent_streams.py`: completion, gap error, RSS, first record).
 """
 
 from __future__ import annotations
@@ -213,12 +214,11 @@ def scaling(args: argparse.Namespace) -> None:
 
 
 def concurrent_streams(args: argparse.Namespace) -> None:
-    """Hook for the concurrent-stream table (completion, gap error, RSS, first record).
-
-    It needs the paced stream pipeline; until then `benchmarks/stream_timing.py` measures
-    pacing at a few hundred streams.
-    """
-    print("\n# concurrent streams: not measured here yet; see benchmarks/stream_timing.py")
+    """The concurrent-stream table: `concurrent_streams.py` at the levels of `--streams`."""
+    if args.streams:
+        command = [sys.executable, str(HERE / "concurrent_streams.py"), "--streams", args.streams]
+        print("", flush=True)
+        subprocess.run(command, check=True)
 
 
 def main() -> None:
@@ -230,6 +230,7 @@ def main() -> None:
     parser.add_argument("--threads", default="10,50000", help="store sizes for the scaling table")
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-side-by-side", action="store_true")
+    parser.add_argument("--streams", default="500,1000,2000", help="concurrent-stream levels ('' to skip)")
     args = parser.parse_args()
     if not args.skip_side_by_side:
         side_by_side(args)

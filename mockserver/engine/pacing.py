@@ -6,6 +6,7 @@ import asyncio
 import random
 import re
 from dataclasses import dataclass
+from time import monotonic
 
 _WORD = re.compile(r"\S+\s*|\s+")
 _TOKEN = re.compile(r" ?[A-Za-z]{1,4}| ?\d{1,3}|\s+|[^\sA-Za-z\d]")
@@ -75,3 +76,17 @@ class Pacer:
     async def sleep_unscaled(self, seconds: float) -> None:
         if seconds > 0:
             await asyncio.sleep(seconds)
+
+    def scaled(self, seconds: float) -> float:
+        """A scripted delay at this speed (0 at speed 0): for deadlines counted from a stream's start."""
+        return seconds / self.speed if self.speed > 0 else 0.0
+
+    def now(self) -> float:
+        """The clock deadlines are measured on (asyncio's default loop clock)."""
+        return monotonic()
+
+    async def sleep_until(self, deadline: float) -> None:
+        """One wake-up at an absolute time on `now`'s clock: no drift from chained sleeps."""
+        remaining = deadline - self.now()
+        if remaining > 0:
+            await asyncio.sleep(remaining)

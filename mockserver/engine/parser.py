@@ -40,6 +40,11 @@ class StreamParser:
     def raw_text(self) -> str:
         return self._raw
 
+    @property
+    def is_tool_output(self) -> bool:
+        """The output so far started with `{`: held to the end for the tool runner."""
+        return self._mode == "tool"
+
     def feed(self, chunk: str) -> list[Record]:
         self._raw += chunk
         if self._mode is None:

@@ -14,15 +14,22 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import replace
 from typing import Any
 
-from mockserver.engine.adapters.waldur_records import NDJSON_ENCODER, record_stream, translate_all
+from mockserver.engine.adapters.waldur_records import (
+    NDJSON_ENCODER,
+    RecordSchedule,
+    paced_record_stream,
+    record_schedule,
+    translate_all,
+)
 from mockserver.engine.base import ReplyRequest, StreamFrame, StreamItem
 from mockserver.engine.faults import Faults
 from mockserver.engine.pacing import Pacer, Timing
+from mockserver.engine.plans import PlanCache
 from mockserver.engine.records import CANNED_REFUSAL, Record
 from mockserver.engine.scripts.loader import ScriptError
 from mockserver.engine.scripts.model import Script, ScriptSet
 from mockserver.engine.tools import ToolExecutor
-from mockserver.engine.upstream import TextChunk, UpstreamReply, plan_script, play
+from mockserver.engine.upstream import TextChunk, TimedText, UpstreamReply, plan_script, timed_text
 from mockserver.engine.writer import with_wire_faults
 
 # With usable history Waldur still calls the upstream, asking for a polite refusal.
@@ -43,6 +50,8 @@ class ScriptedEngine:
     def __init__(self, scripts: ScriptSet, tools: ToolExecutor):
         self.scripts = scripts
         self.tools = tools
+        self.plans: PlanCache[TimedText] = PlanCache()  # keyed by script object: new scripts, new plans
+        self.schedules: PlanCache[RecordSchedule | None] = PlanCache()  # keyed by plan object
 
     def scenario_names(self) -> list[str]:
         return self.scripts.names()
@@ -55,18 +64,31 @@ class ScriptedEngine:
         # Precedence: the script's own faults, then global config and the request header.
         faults = (script.faults if script else Faults()).merged(request.faults)
         if script is not None:
-            return UpstreamReply(tuple(plan_script(script, request, faults)), faults, script)
+            return UpstreamReply(tuple(plan_script(script, request, faults, self.plans)), faults, script)
         if request.blocked:  # no upstream call: Waldur's canned refusal, at once
             return UpstreamReply((TextChunk(CANNED_REFUSAL),), faults)
         _warn_no_match(request)
         return UpstreamReply((), faults)
 
     def stream(self, request: ReplyRequest, frame: StreamFrame) -> AsyncGenerator[StreamItem, None]:
-        """Waldur's record stream for one turn: plan, play, adapt to records, wire faults."""
+        """Waldur's record stream for one turn: plan, pace per record, adapt to records, wire faults."""
         reply = self.plan(request)
-        events = play(reply.events, Pacer(request.speed))
-        records = record_stream(events, request, frame, self.tools.runner(request.username))
+        tools = self.tools.runner(request.username)
+        schedule = self._schedule(request, reply)
+        records = paced_record_stream(reply.events, Pacer(request.speed), request, frame, tools, schedule=schedule)
         return with_wire_faults(records, reply.faults, NDJSON_ENCODER)
+
+    def _schedule(self, request: ReplyRequest, reply: UpstreamReply) -> RecordSchedule | None:
+        """The records of the reply's shared plan, chunk by chunk (None: parse as the stream goes)."""
+        script = reply.script
+        if script is None or script.literal:
+            return None
+        rendered = script.rendered(request)
+        weight = sum(map(len, rendered))
+        if not self.plans.keeps(weight):
+            return None  # a plan built for this turn alone: parsed as the stream goes, not twice
+        timed = self.plans.get(script, rendered, lambda: timed_text(script, rendered), weight)
+        return self.schedules.get(timed, None, lambda: record_schedule(timed.chunks), weight)
 
     def _script_for(self, request: ReplyRequest) -> Script | None:
         if request.blocked:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from mockserver.engine.base import ReplyRequest
 from mockserver.engine.faults import Faults
 from mockserver.engine.pacing import Pacer, count_tokens
+from mockserver.engine.plans import PlanCache
 from mockserver.engine.records import Record
 from mockserver.engine.scripts.model import Script
 
@@ -71,25 +72,52 @@ class UpstreamReply:
     script: Script | None = None
 
 
-def plan_script(script: Script, request: ReplyRequest, faults: Faults) -> list[UpstreamEvent]:
-    """The events one script sends for one request; upstream faults cut or stall the chunks."""
+@dataclass(frozen=True)
+class TimedText:
+    """One rendering of a script as timed chunks, and its output tokens: shared by every turn (immutable)."""
+
+    chunks: tuple[TextChunk, ...]
+    output_tokens: int
+
+
+def timed_text(script: Script, rendered: tuple[str, ...]) -> TimedText:
+    """Split a rendering into chunks and draw their (seeded) delays: the costly part of planning."""
+    chunks = script.chunks_of(rendered)
+    delays = script.timing.delays([c.text for c in chunks], [c.delay_ms for c in chunks])
+    timed = tuple(TextChunk(chunk.text, delay) for chunk, delay in zip(chunks, delays, strict=True))
+    return TimedText(timed, count_tokens("".join(c.text for c in chunks)))
+
+
+def plan_script(
+    script: Script, request: ReplyRequest, faults: Faults, plans: PlanCache[TimedText] | None = None
+) -> list[UpstreamEvent]:
+    """The events one script sends for one request; upstream faults cut or stall the chunks.
+
+    With `plans`, the timed chunks of each (script, rendered text) are computed once and shared.
+    """
     if script.literal:
         return [LiteralRecord(step.record, step.delay_ms / 1000) for step in script.records]
-    chunks = script.upstream_chunks(request)
-    delays = script.timing.delays([c.text for c in chunks], [c.delay_ms for c in chunks])
+    rendered = script.rendered(request)
+    timed = (
+        timed_text(script, rendered)
+        if plans is None
+        else plans.get(script, rendered, lambda: timed_text(script, rendered), sum(map(len, rendered)))
+    )
+    usage = Usage(count_tokens(request.input), timed.output_tokens)
+    if faults.upstream_error_after_chunks is None and not faults.stall_seconds:
+        return [*timed.chunks, usage]
     events: list[UpstreamEvent] = []
-    for index, (chunk, delay) in enumerate(zip(chunks, delays, strict=True)):
+    for index, chunk in enumerate(timed.chunks):
         if faults.stall_seconds and faults.stall_after_chunks == index:
             events.append(Stall(faults.stall_seconds))
         if faults.upstream_error_after_chunks == index:
             events.append(UpstreamFailure())
             return events
-        events.append(TextChunk(chunk.text, delay))
-    if faults.upstream_error_after_chunks is not None and faults.upstream_error_after_chunks >= len(chunks):
+        events.append(chunk)
+    if faults.upstream_error_after_chunks is not None and faults.upstream_error_after_chunks >= len(timed.chunks):
         events.append(UpstreamFailure())
         return events
-    text = "".join(c.text for c in chunks)
-    events.append(Usage(count_tokens(request.input), count_tokens(text)))
+    events.append(usage)
     return events
 
 

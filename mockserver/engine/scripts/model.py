@@ -92,9 +92,19 @@ class Script:
 
     def upstream_chunks(self, request: ReplyRequest) -> list[Chunk]:
         """The text chunks the simulated upstream sends for this request."""
+        return self.chunks_of(self.rendered(request))
+
+    def rendered(self, request: ReplyRequest) -> tuple[str, ...]:
+        """The request's rendering of the reply text (one per written chunk): all a plan depends on."""
         if self.chunks:
-            return [Chunk(render(c.text, request), c.delay_ms) for c in self.chunks]
-        return [Chunk(piece) for piece in split_text(render(self.text or "", request), self.chunking)]
+            return tuple(render(c.text, request) for c in self.chunks)
+        return (render(self.text or "", request),)
+
+    def chunks_of(self, rendered: tuple[str, ...]) -> list[Chunk]:
+        """The upstream chunks of a rendering from `rendered`."""
+        if self.chunks:
+            return [Chunk(text, c.delay_ms) for text, c in zip(rendered, self.chunks, strict=True)]
+        return [Chunk(piece) for piece in split_text(rendered[0], self.chunking)]
 
 
 def render(template: str, request: ReplyRequest) -> str:
