@@ -75,7 +75,7 @@ class ServerOptions:
     cors: bool = True  # for the chat API; the control API never sends CORS headers
     allowed_hosts: tuple[str, ...] = ()  # Host names besides localhost and IPs the control API answers
     journal_limit: int = 1000
-    scripts: Path = DEFAULT_SCRIPT_DIR  # a directory of *.yaml or one file
+    scripts: Path | None = None  # a directory of *.yaml or one file (default: the profile's, else the packaged)
     resources_file: Path = DEFAULT_RESOURCES_FILE
     speed: float = 1.0  # playback speed of scripted replies; 0 = no delays
     seed_data: Path | None = None  # threads and messages to start with (and reset to)
@@ -100,9 +100,8 @@ class MockApp:
         self.settings.speed = self.options.speed
         self._initial_settings = _copy_settings(self.settings)
         self.tools = ToolExecutor(load_resources(self.options.resources_file), self._blocks_text)
-        self._default_scripts = self.load_scripts(
-            load_script_dir(self.options.scripts), str(self.options.scripts), self.options.allow_no_catch_all
-        )
+        scripts = self.options.scripts or self.profile.default_scripts or DEFAULT_SCRIPT_DIR
+        self._default_scripts = self.load_scripts(load_script_dir(scripts), str(scripts), self.options.allow_no_catch_all)
         self.engine = self.options.engine or ScriptedEngine(self._default_scripts, self.tools)
         self.chat = ChatService(self.store, self.engine, self.settings, self.profile.chat_disabled)
         self.services = Services(store=self.store, settings=self.settings, chat=self.chat, tools=self.tools)
