@@ -27,7 +27,7 @@ def _operation(path: Path) -> dict[str, object]:
     return {
         "method": method.group(1).upper() if method else None,
         "url": url.group(1) if url else None,
-        "query": sorted(set(re.findall(r'params\["(\w+)"\]', source))),
+        "query": sorted(set(re.findall(r'^\s+params\["(\w+)"\] =', source, re.MULTILINE))),
         "body": body.group(1) if body else None,
         "statuses": sorted(set(int(s) for s in re.findall(r"response.status_code == (\d+)", source))),
     }
