@@ -50,6 +50,8 @@ ENUMS = {
     "ThreadSessionScopeEnum": "ThreadSessionScopeEnum",
     "MessageBlocksItemKey": "MessageBlockKeyEnum",
     "ChatRequestModeEnum": "ChatRequestModeEnum",
+    "ActionTakenEnum": "ActionTakenEnum",
+    "InjectionSeverityEnum": "InjectionSeverityEnum",
 }
 
 

@@ -7,6 +7,7 @@ thread's message rows plus the title-generation tokens, null when both parts are
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, date
 from typing import Any
@@ -54,14 +55,21 @@ def message_json(message: Message, viewer: User) -> dict[str, Any]:
         ),
     }
     if viewer.sees_everything:
+        severity = severity_of(message.injection_score)
         data.update(
             is_flagged=message.is_flagged,
-            severity=severity_of(message.injection_score),
-            injection_categories=list(message.injection_categories),
-            pii_categories=[],
-            action_taken="blocked" if severity_of(message.injection_score) in ("high", "critical") else "none",
+            severity=severity,
+            injection_categories=dict(Counter(message.injection_categories)),
+            pii_categories={},
+            action_taken=_action_taken(message.is_flagged, severity),
         )
     return data
+
+
+def _action_taken(flagged: bool, severity: str) -> str:
+    if not flagged:
+        return "allow"
+    return "block" if severity in ("high", "critical") else "flag"
 
 
 def _sum(values: list[int | None]) -> int | None:
@@ -107,7 +115,7 @@ def _day_bound(attr: str, raw: str, after: bool) -> Callable[[Thread], bool]:
     return test
 
 
-def _token_bound(store: ChatStore, name: str, limit: int, at_least: bool) -> Callable[[Thread], bool]:
+def _token_bound(store: ChatStore, name: str, limit: float, at_least: bool) -> Callable[[Thread], bool]:
     def test(thread: Thread) -> bool:
         value = thread_tokens(thread, store)[name]
         return value is not None and (value >= limit if at_least else value <= limit)
@@ -127,7 +135,7 @@ def filter_threads(threads: list[Thread], query: QueryParams, store: ChatStore, 
     for name in ("input_tokens", "output_tokens", "total_tokens"):
         for suffix, at_least in (("min", True), ("max", False)):
             if raw := query.get(f"{name}_{suffix}"):
-                tests.append(_token_bound(store, name, int(raw), at_least))
+                tests.append(_token_bound(store, name, float(raw), at_least))
     wanted_feedback = lenient_bool(query.get("has_feedback"))
     if wanted_feedback is not None:
         tests.append(lambda t: has_feedback(t, store) == wanted_feedback)

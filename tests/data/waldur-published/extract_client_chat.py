@@ -67,7 +67,8 @@ def extract(package: Path) -> dict[str, object]:
     wanted = {
         "Message", "MessageBlocksItem", "MessageBlocksItemKey", "MessageFeedbackRequest", "FeedbackCategoryEnum",
         "ThreadSession", "ThreadSessionOEnum", "ThreadSessionScopeEnum", "ChatRequestRequest", "ChatRequestModeEnum",
-        "ChatResponse", "ChatThreadStatsResponse", "SystemPrompt", "SystemPromptRequest", "ChatSession",
+        "ChatResponse", "ChatThreadStatsResponse", "SystemPrompt", "SystemPromptRequest", "ChatSession", "ActionTakenEnum",
+        "InjectionSeverityEnum",
     } | {u for u in used if u}
     return {
         "source": f"waldur-api-client {_version(package)} (generated from Waldur's published OpenAPI schema)",
