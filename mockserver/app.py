@@ -100,8 +100,10 @@ class MockApp:
         self.settings.speed = self.options.speed
         self._initial_settings = _copy_settings(self.settings)
         self.tools = ToolExecutor(load_resources(self.options.resources_file), self._blocks_text)
-        scripts = self.options.scripts or self.profile.default_scripts or DEFAULT_SCRIPT_DIR
-        self._default_scripts = self.load_scripts(load_script_dir(scripts), str(scripts), self.options.allow_no_catch_all)
+        self.scripts_path = self.options.scripts or self.profile.default_scripts or DEFAULT_SCRIPT_DIR
+        self._default_scripts = self.load_scripts(
+            load_script_dir(self.scripts_path), str(self.scripts_path), self.options.allow_no_catch_all
+        )
         self.engine = self.options.engine or ScriptedEngine(self._default_scripts, self.tools)
         self.chat = ChatService(self.store, self.engine, self.settings, self.profile.chat_disabled)
         self.services = Services(store=self.store, settings=self.settings, chat=self.chat, tools=self.tools)

@@ -108,7 +108,11 @@ async def chat_messages_list(call: Call) -> Response:
 
 
 def _own_message(call: Call, user: User) -> Message:
-    wanted = call.path_uuid()
+    try:
+        # A body error hides openapi-core's path error, so a malformed uuid can still get here.
+        wanted = call.path_uuid()
+    except ValueError:
+        raise NotFound("No Message matches the given query.") from None
     found = next(
         (m for m in call.store.messages_visible_to(user) if m.uuid == wanted and m.thread.owner.uuid == user.uuid),
         None,
