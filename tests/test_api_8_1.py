@@ -140,7 +140,11 @@ def test_feedback_rules(clients: Clients) -> None:
     ok = clients.alice.post(url, json={"score": False, "comment": "wrong", "category": "inaccurate"})
     assert ok.status_code == 200
     body = ok.json()
-    assert (body["feedback_score"], body["feedback_comment"], body["feedback_category"]) == (False, "wrong", "inaccurate")
+    assert (body["feedback_score"], body["feedback_comment"], body["feedback_category"]) == (
+        False,
+        "wrong",
+        "inaccurate",
+    )
     assert body["feedback_submitted_at"].endswith("Z")
     assert clients.alice.get(f"/api/chat-threads/{result.thread_uuid}/").json()["has_feedback"] is True
     negative = clients.alice.get("/api/chat-messages/", params={"feedback_score": "false"}).json()
@@ -172,7 +176,9 @@ def test_stats_agree_with_the_list_under_the_same_filters(clients: Clients) -> N
     alice = clients.alice.get("/api/chat-threads/stats/").json()
     assert (alice["feedback_positive"], alice["feedback_negative"], alice["satisfaction_rate"]) == (1, 0, 1.0)
     assert clients.staff.get("/api/chat-threads/stats/", params={"scope": "own"}).json()["threads_total"] == 0
-    assert clients.alice.get("/api/chat-threads/", params={"has_feedback": "false"}).json()[0]["uuid"] == first.thread_uuid
+    assert (
+        clients.alice.get("/api/chat-threads/", params={"has_feedback": "false"}).json()[0]["uuid"] == first.thread_uuid
+    )
 
 
 def test_old_exact_day_filters_are_gone_and_day_bounds_work(clients: Clients) -> None:
@@ -260,11 +266,16 @@ def test_cancel_mid_stream_on_the_wire_keeps_the_partial_answer_and_the_final_m(
     [
         ("none", [], ["alice", "staff"], "AI Assistant is not available."),
         ("staff", ["staff"], ["alice", "support"], "AI Assistant is available to staff users only."),
-        ("staff_and_support", ["staff", "support"], ["alice"], "AI Assistant is available to staff and support users only."),  # noqa: E501
+        (
+            "staff_and_support",
+            ["staff", "support"],
+            ["alice"],
+            "AI Assistant is available to staff and support users only.",
+        ),
         ("misconfigured", [], ["staff"], "AI Assistant access is not configured correctly."),
     ],
 )
-def test_role_gate(app: MockApp, clients: Clients, roles: str, allowed: list[str], refused: list[str], text: str) -> None:
+def test_role_gate(clients: Clients, roles: str, allowed: list[str], refused: list[str], text: str) -> None:
     patched = clients.anonymous.request("PATCH", "/__mock__/config", json={"enabled_roles": roles})
     assert patched.status_code == 200, patched.text
     for name in allowed:
@@ -276,7 +287,10 @@ def test_role_gate(app: MockApp, clients: Clients, roles: str, allowed: list[str
 
 
 def test_global_minute_budget_answers_429_with_retry_after(app: MockApp, clients: Clients) -> None:
-    assert clients.anonymous.request("PATCH", "/__mock__/config", json={"global_requests_per_minute": 2}).status_code == 200
+    assert (
+        clients.anonymous.request("PATCH", "/__mock__/config", json={"global_requests_per_minute": 2}).status_code
+        == 200
+    )
     assert clients.alice.stream(input="hi").status_code == 200
     assert clients.bob.stream(input="hi").status_code == 200
     refused = clients.alice.stream(input="hi").response
@@ -305,4 +319,7 @@ def test_not_built_endpoints_are_404(clients: Clients) -> None:
     """System prompts and the anonymous marketplace chat are not served (the README says so)."""
     assert clients.staff.get("/api/chat-system-prompts/").status_code == 404
     assert clients.staff.post("/api/chat-system-prompts/", json={"name": "x"}).status_code == 404
-    assert clients.anonymous.post("/api/marketplace-chat/stream/", json={"input": "hi", "session_id": "s"}).status_code == 404
+    assert (
+        clients.anonymous.post("/api/marketplace-chat/stream/", json={"input": "hi", "session_id": "s"}).status_code
+        == 404
+    )

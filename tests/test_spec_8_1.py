@@ -70,9 +70,8 @@ def our_operations(spec: dict[str, Any]) -> dict[str, tuple[str, str, dict[str, 
 
 def query_names(spec: dict[str, Any], operation: dict[str, Any]) -> set[str]:
     names = set()
-    for parameter in operation.get("parameters", []):
-        if "$ref" in parameter:
-            parameter = spec["components"]["parameters"][parameter["$ref"].rsplit("/", 1)[1]]
+    for listed in operation.get("parameters", []):
+        parameter = spec["components"]["parameters"][listed["$ref"].rsplit("/", 1)[1]] if "$ref" in listed else listed
         if parameter["in"] == "query":
             names.add(parameter["name"])
     return names

@@ -81,7 +81,11 @@ def thread_tokens(thread: Thread, store: ChatStore) -> dict[str, int | None]:
     messages = store.thread_messages(thread)
     input_tokens = _sum([*(m.input_tokens for m in messages), thread.title_gen_input_tokens])
     output_tokens = _sum([*(m.output_tokens for m in messages), thread.title_gen_output_tokens])
-    return {"input_tokens": input_tokens, "output_tokens": output_tokens, "total_tokens": _sum([input_tokens, output_tokens])}
+    return {
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "total_tokens": _sum([input_tokens, output_tokens]),
+    }
 
 
 def has_feedback(thread: Thread, store: ChatStore) -> bool:

@@ -58,7 +58,9 @@ def take_global_budget(settings: DeploymentSettings, now: datetime) -> None:
         settings.recent_stream_starts = window
         if len(window) >= per_minute:
             reset_at = (window[0] if window else now) + BURST_WINDOW
-            raise _rate_limited("global_minute_burst", now, reset_at, "Too many requests. Please try again in a minute.")
+            raise _rate_limited(
+                "global_minute_burst", now, reset_at, "Too many requests. Please try again in a minute."
+            )
     budget = settings.global_daily_token_budget
     if budget is not None:
         used = sum(periods.get("daily", 0) for periods in settings.usage.values())
@@ -138,6 +140,8 @@ class Turn81:
         thread = self.turn.thread
         thread.title_gen_input_tokens = count_tokens(request.input)
         thread.title_gen_output_tokens = count_tokens(title)
-        self.chat.quota.add_usage(self.turn.user.username, thread.title_gen_input_tokens + thread.title_gen_output_tokens)
+        self.chat.quota.add_usage(
+            self.turn.user.username, thread.title_gen_input_tokens + thread.title_gen_output_tokens
+        )
         if title:
             self.store.rename_thread(thread, title)

@@ -48,7 +48,11 @@ def outcome(call: Any) -> dict[str, Any]:
         return {"status": exc.status_code, "parsed": False, "error": "UnexpectedStatus", "body": exc.content.decode()}
     except Exception as exc:  # the client's own parsing failed: report it, the test judges
         return {"status": None, "parsed": False, "error": f"{type(exc).__name__}: {exc}"}
-    return {"status": int(response.status_code), "parsed": response.parsed is not None, "body": response.content.decode()}
+    return {
+        "status": int(response.status_code),
+        "parsed": response.parsed is not None,
+        "body": response.content.decode(),
+    }
 
 
 def main(base: str) -> dict[str, Any]:
@@ -61,7 +65,9 @@ def main(base: str) -> dict[str, Any]:
     thread = UUID(records[0]["m"]["thread_uuid"])
     answer = UUID(records[-1]["m"]["assistant_message_uuid"])
     session = chat_sessions_current_retrieve.sync(client=alice)
-    results["chat_sessions_current_retrieve"] = outcome(lambda: chat_sessions_current_retrieve.sync_detailed(client=alice))
+    results["chat_sessions_current_retrieve"] = outcome(
+        lambda: chat_sessions_current_retrieve.sync_detailed(client=alice)
+    )
     results["chat_sessions_list"] = outcome(lambda: chat_sessions_list.sync_detailed(client=alice))
     results["chat_sessions_retrieve"] = outcome(
         lambda: chat_sessions_retrieve.sync_detailed(session.uuid, client=alice)  # type: ignore[union-attr]

@@ -16,7 +16,15 @@ import re
 import sys
 from pathlib import Path
 
-CHAT_API_DIRS = ("chat", "chat_messages", "chat_quota", "chat_sessions", "chat_system_prompts", "chat_threads", "chat_tools")
+CHAT_API_DIRS = (
+    "chat",
+    "chat_messages",
+    "chat_quota",
+    "chat_sessions",
+    "chat_system_prompts",
+    "chat_threads",
+    "chat_tools",
+)
 
 
 def _operation(path: Path) -> dict[str, object]:
@@ -47,7 +55,11 @@ def _model(tree: ast.Module) -> tuple[str, dict[str, object]] | None:
                     if name == "additional_properties":
                         continue
                     annotation = ast.unparse(stmt.annotation)
-                    fields[name] = {"required": stmt.value is None, "nullable": "None" in annotation, "type": annotation}
+                    fields[name] = {
+                        "required": stmt.value is None,
+                        "nullable": "None" in annotation,
+                        "type": annotation,
+                    }
             return node.name, {"fields": fields}
     return None
 
@@ -65,9 +77,22 @@ def extract(package: Path) -> dict[str, object]:
         if found is not None:
             models[found[0]] = found[1]
     wanted = {
-        "Message", "MessageBlocksItem", "MessageBlocksItemKey", "MessageFeedbackRequest", "FeedbackCategoryEnum",
-        "ThreadSession", "ThreadSessionOEnum", "ThreadSessionScopeEnum", "ChatRequestRequest", "ChatRequestModeEnum",
-        "ChatResponse", "ChatThreadStatsResponse", "SystemPrompt", "SystemPromptRequest", "ChatSession", "ActionTakenEnum",
+        "Message",
+        "MessageBlocksItem",
+        "MessageBlocksItemKey",
+        "MessageFeedbackRequest",
+        "FeedbackCategoryEnum",
+        "ThreadSession",
+        "ThreadSessionOEnum",
+        "ThreadSessionScopeEnum",
+        "ChatRequestRequest",
+        "ChatRequestModeEnum",
+        "ChatResponse",
+        "ChatThreadStatsResponse",
+        "SystemPrompt",
+        "SystemPromptRequest",
+        "ChatSession",
+        "ActionTakenEnum",
         "InjectionSeverityEnum",
     } | {u for u in used if u}
     return {
