@@ -323,3 +323,19 @@ def test_not_built_endpoints_are_404(clients: Clients) -> None:
         clients.anonymous.post("/api/marketplace-chat/stream/", json={"input": "hi", "session_id": "s"}).status_code
         == 404
     )
+
+
+@pytest.mark.slow
+def test_serve_api_8_1_over_tcp() -> None:
+    """`serve --api 8.1`: health names the version, and a stream names its new thread."""
+    from tests.support import served
+
+    with served(["--api", "8.1"]) as server:
+        health = httpx.get(f"{server.base}/__mock__/health").json()
+        headers = {"Authorization": "Token alice-token"}
+        stream = httpx.post(f"{server.base}/api/chat/stream/", json={"input": "hello"}, headers=headers)
+        thread = json.loads(stream.text.splitlines()[0])["m"]["thread_uuid"]
+        named = httpx.get(f"{server.base}/api/chat-threads/{thread}/", headers=headers).json()["name"]
+    assert health["spec_version"] == "8.1"
+    assert stream.headers["content-type"] == "application/x-ndjson"
+    assert named not in ("", "New chat")
