@@ -14,7 +14,7 @@ from mockserver.app import MockApp, ServerOptions, create_app
 from mockserver.chat.blocks import join_markdown, records_of_blocks
 from mockserver.engine.scripts import load_scripts_text
 from mockserver.openapi.validation import record_problems
-from tests.support import Clients, clients_for, served_app
+from tests.support import Clients, clients_for, served, served_app
 
 TOKEN_REGEX = re.compile(r"^TW?[MCDVLHF]*E?U$")
 TOKENS = {"markdown": "M", "code": "C", "mermaid": "D", "vm_order": "V", "resource_list": "L"}
@@ -328,8 +328,6 @@ def test_not_built_endpoints_are_404(clients: Clients) -> None:
 @pytest.mark.slow
 def test_serve_api_8_1_over_tcp() -> None:
     """`serve --api 8.1`: health names the version, and a stream names its new thread."""
-    from tests.support import served
-
     with served(["--api", "8.1"]) as server:
         health = httpx.get(f"{server.base}/__mock__/health").json()
         headers = {"Authorization": "Token alice-token"}
