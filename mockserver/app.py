@@ -79,7 +79,7 @@ class ServerOptions:
     cors: bool = True  # for the chat API; the control API never sends CORS headers
     allowed_hosts: tuple[str, ...] = ()  # Host names besides localhost and IPs the control API answers
     journal_limit: int = 1000
-    scripts: Path = DEFAULT_SCRIPT_DIR  # a directory of *.yaml or one file
+    scripts: Path | None = None  # a directory of *.yaml or one file (default: the profile's, else the packaged)
     resources_file: Path = DEFAULT_RESOURCES_FILE
     speed: float = 1.0  # playback speed of scripted replies; 0 = no delays
     seed_data: Path | None = None  # threads and messages to start with (and reset to)
@@ -107,8 +107,9 @@ class MockApp:
         self.settings.speed = self.options.speed
         self._initial_settings = _copy_settings(self.settings)
         self.tools = ToolExecutor(load_resources(self.options.resources_file), self._blocks_text)
+        self.scripts_path = self.options.scripts or self.profile.default_scripts or DEFAULT_SCRIPT_DIR
         self._default_scripts = self.load_scripts(
-            load_script_dir(self.options.scripts), str(self.options.scripts), self.options.allow_no_catch_all
+            load_script_dir(self.scripts_path), str(self.scripts_path), self.options.allow_no_catch_all
         )
         self.scripted = self._scripted_engine()
         self.engine = self.options.engine or self._http_engine() or self.scripted

@@ -121,7 +121,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescrip
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="waldur-chat-mock",
-        description="A stateful mock of Waldur's chat API (8.0.5, or 7.9.4 with --api) and a contract suite"
+        description="A stateful mock of Waldur's chat API (8.0.5, or 7.9.4 or 8.1 with --api) and a contract suite"
         " for any implementation of it.",
         epilog=MAIN_EPILOG,
         formatter_class=_HelpFormatter,

@@ -31,4 +31,5 @@ CONTROL_SPEC = SPEC_DIR / "mock-control.yaml"
 USERS_FILE = FIXTURES_DIR / "users.yaml"
 RESOURCES_FILE = FIXTURES_DIR / "resources.yaml"
 SCRIPT_DIR = FIXTURES_DIR / "scripts"
+SCRIPT_DIR_8_1 = FIXTURES_DIR / "scripts_8_1"  # the 8.1 profile's defaults (its new record kinds)
 SEED_FILE = FIXTURES_DIR / "seed.yaml"

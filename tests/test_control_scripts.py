@@ -194,7 +194,7 @@ def test_listed_sources_are_relative_to_the_scripts_root(app: MockApp, clients: 
     """`GET /__mock__/scripts` shows `default.yaml:N`, never where the mock is installed."""
     sources = [s["source"] for s in clients.anonymous.get(PUT).json()["scripts"]]
     assert sources and all(s.startswith("default.yaml:") for s in sources), sources
-    assert not any(str(Path(app.options.scripts).resolve()) in s for s in sources)
+    assert not any(str(Path(app.scripts_path).resolve()) in s for s in sources)
     put(clients, WITH_CATCH_ALL)
     assert [s["source"] for s in clients.anonymous.get(PUT).json()["scripts"]] == [
         "<PUT /__mock__/scripts>:2",

@@ -28,6 +28,10 @@ class TokenLimits:
     monthly: int | None = None
 
 
+# 8.1's AI_ASSISTANT_ENABLED_ROLES, as one choice (the mock's shorthand for the role lists).
+ROLE_CHOICES = ("all", "staff", "staff_and_support", "none", "misconfigured")
+
+
 @dataclass
 class DeploymentSettings:
     chat_enabled: bool = True
@@ -38,6 +42,11 @@ class DeploymentSettings:
     usage: dict[str, dict[Period, int]] = field(default_factory=dict)
     injection_allowlist: list[str] = field(default_factory=list)
     history_limit: int = 50
+    # 8.1 only: AI_ASSISTANT_ENABLED_ROLES as one choice, and the global budget (None: off).
+    enabled_roles: str = "all"  # all | staff | staff_and_support | none | misconfigured
+    global_requests_per_minute: int | None = None
+    global_daily_token_budget: int | None = None
+    recent_stream_starts: list[datetime] = field(default_factory=list)  # the budget's window (not shown)
     # The mock's own knobs: playback speed of scripted replies and faults for every stream.
     speed: float = 1.0
     faults: Faults = NO_FAULTS

@@ -200,13 +200,28 @@ class ChatService:
         return sum(1 for m in self.store.thread_messages(thread) if m.role == "user" and m.is_active)
 
     # -- streaming -------------------------------------------------------------
-    def stream(self, turn: PreparedTurn) -> AsyncGenerator[StreamItem, None]:
-        """Every item of the response body, in Waldur's order; the engine persists via `finish`."""
+    def stream(
+        self,
+        turn: PreparedTurn,
+        adapt: Callable[[AsyncGenerator[StreamItem, None]], AsyncGenerator[StreamItem, None]] | None = None,
+        after_finish: Callable[[Record], None] | None = None,
+    ) -> AsyncGenerator[StreamItem, None]:
+        """Every item of the response body, in Waldur's order; the engine persists via `finish`.
+
+        A profile whose stream differs (8.1) passes `adapt`, which sees every engine item,
+        and `after_finish`, which runs inside `finish` with the closing record (so it also
+        runs when the client went away).
+        """
         opening = thread_record(turn.thread.uuid) if turn.bound else None
-        items = self.engine.stream(
-            turn.request, StreamFrame(opening, lambda text, tokens: self._finish(turn, text, tokens))
-        )
-        return self._cut_on_reset(turn, items)
+
+        def finish(text: str, tokens: int) -> Record | None:
+            closing = self._finish(turn, text, tokens)
+            if closing is not None and after_finish is not None:
+                after_finish(closing)
+            return closing
+
+        items = self.engine.stream(turn.request, StreamFrame(opening, finish))
+        return self._cut_on_reset(turn, adapt(items) if adapt else items)
 
     async def _cut_on_reset(
         self, turn: PreparedTurn, items: AsyncGenerator[StreamItem, None]

@@ -195,11 +195,24 @@ def _shape_stream_body(case: Any, spec: SpecIndex) -> None:
         _STATE.left_out.add(case.id)
 
 
-def _judged_on_what_was_sent(failure: Any, case: Any, spec: SpecIndex) -> bool:
+def _judged_on_what_was_sent(failure: Any, case: Any, spec: SpecIndex, response: Any = None) -> bool:
     """False for a failure that judges a case as other than the request really sent."""
-    if isinstance(failure, RejectedPositiveData) and case.id in _STATE.left_out:
+    if isinstance(failure, RejectedPositiveData) and (case.id in _STATE.left_out or _state_refusal(case, response)):
         return False
     return not (isinstance(failure, AcceptedNegativeData) and _only_lenient_mutated(case, spec))
+
+
+def _state_refusal(case: Any, response: Any) -> bool:
+    """A refusal that depends on stored state no schema can express (`x-waldur-state-refusals`:
+    the exact status and body, e.g. feedback on a user message): not a rejected valid request."""
+    if response is None:
+        return False
+    refusals = case.operation.definition.raw.get("x-waldur-state-refusals", [])
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return False
+    return any(r.get("status") == response.status_code and r.get("body") == body for r in refusals)
 
 
 def _load(spec_path: Path, config: dict[str, Any], app: Any, base_url: str | None) -> Any:
@@ -214,7 +227,7 @@ def _load(spec_path: Path, config: dict[str, Any], app: Any, base_url: str | Non
 
     @schema.hook
     def filter_failure(context: Any, failure: Any, case: Any, response: Any) -> bool:
-        return _judged_on_what_was_sent(failure, case, spec)
+        return _judged_on_what_was_sent(failure, case, spec, response)
 
     return schema
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import fields, replace
 from typing import Any
 
-from mockserver.chat.deployment import PERIODS, DeploymentSettings, TokenLimits
+from mockserver.chat.deployment import PERIODS, ROLE_CHOICES, DeploymentSettings, TokenLimits
 from mockserver.engine.faults import Faults, FaultSyntaxError, faults_from_mapping
 from mockserver.errors import ValidationFailed
 from mockserver.util import text_problems
@@ -36,6 +36,9 @@ def config_json(settings: DeploymentSettings) -> dict[str, Any]:
         "token_usage": {user: {p: value.get(p, 0) for p in PERIODS} for user, value in settings.usage.items()},
         "injection_allowlist": list(settings.injection_allowlist),
         "history_limit": settings.history_limit,
+        "enabled_roles": settings.enabled_roles,
+        "global_requests_per_minute": settings.global_requests_per_minute,
+        "global_daily_token_budget": settings.global_daily_token_budget,
         "speed": settings.speed,
         "faults": settings.faults.as_dict(),
     }
@@ -58,6 +61,16 @@ def _integer(value: Any, minimum: int | None = None, maximum: int | None = None)
         raise _Invalid(f"Ensure this value is greater than or equal to {minimum}.")
     if maximum is not None and value > maximum:
         raise _Invalid(f"Ensure this value is less than or equal to {maximum}.")
+    return value
+
+
+def _optional_integer(value: Any, minimum: int) -> int | None:
+    return None if value is None else _integer(value, minimum)
+
+
+def _choice(value: Any, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise _Invalid(f'"{value}" is not a valid choice.')
     return value
 
 
@@ -143,6 +156,9 @@ FIELDS: dict[str, tuple[str, Callable[[Any, Any], Any]]] = {
     "token_usage": ("usage", lambda cur, v: _per_user(cur, v, _usage, {})),
     "injection_allowlist": ("injection_allowlist", _strings),
     "history_limit": ("history_limit", lambda _, v: _integer(v)),
+    "enabled_roles": ("enabled_roles", lambda _, v: _choice(v, ROLE_CHOICES)),
+    "global_requests_per_minute": ("global_requests_per_minute", lambda _, v: _optional_integer(v, 0)),
+    "global_daily_token_budget": ("global_daily_token_budget", lambda _, v: _optional_integer(v, 0)),
     "speed": ("speed", _speed),
     "faults": ("faults", _faults),
 }

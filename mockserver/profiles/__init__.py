@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from mockserver.profiles.base import ApiProfile
 
 DEFAULT_API = "8.0.5"
-API_NAMES = ("8.0.5", "7.9.4")
+API_NAMES = ("8.0.5", "7.9.4", "8.1")
 
 
 def get_profile(name: str = DEFAULT_API) -> ApiProfile:
@@ -21,6 +21,8 @@ def get_profile(name: str = DEFAULT_API) -> ApiProfile:
         from mockserver.profiles.v8_0_5 import PROFILE
     elif name == "7.9.4":
         from mockserver.profiles.v7_9_4 import PROFILE
+    elif name == "8.1":
+        from mockserver.profiles.v8_1 import PROFILE
     else:
         raise KeyError(f"unknown API profile {name!r}; known: {', '.join(API_NAMES)}")
     return PROFILE

@@ -32,3 +32,4 @@ class ApiProfile:
     stream_path: str  # where the stream is served (the contract suite posts there)
     summary: str  # one line for `--help` and the banner
     contract_parts: tuple[str, ...]  # the parts of `verify` that apply to this API
+    default_scripts: Path | None = None  # the profile's own default reply scripts (None: the packaged ones)

@@ -227,6 +227,20 @@ class ChatStore:
             previous = float(thread.flags.get("max_injection_score", 0.0) or 0.0)  # type: ignore[arg-type]
             thread.flags = {**thread.flags, "is_flagged": True, "max_injection_score": max(previous, score)}
 
+    def request_cancel(self, thread: Thread) -> None:
+        """8.1's cancel: `cancel_requested_at` is set, and a running stream sees the count move."""
+        with self._lock:
+            thread.cancel_requested_at = self.clock.now()
+            thread.cancel_requests += 1
+
+    def set_feedback(self, message: Message, score: bool, comment: str | None, category: str | None) -> None:
+        """8.1's feedback on an assistant message: the last one given wins."""
+        with self._lock:
+            message.feedback_score = score
+            message.feedback_comment = comment
+            message.feedback_category = category
+            message.feedback_submitted_at = self.clock.now()
+
     # -- messages ------------------------------------------------------------
     def messages_visible_to(self, viewer: User) -> list[Message]:
         """In creation order."""

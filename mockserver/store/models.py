@@ -49,6 +49,11 @@ class Thread:
     name: str = "New chat"
     flags: dict[str, object] = field(default_factory=dict)
     is_archived: bool = False
+    # 8.1 only (other profiles never read them): cancel requests and title-generation usage.
+    cancel_requested_at: datetime | None = None
+    cancel_requests: int = 0  # bumped by every cancel: a stream compares it with its start value
+    title_gen_input_tokens: int | None = None
+    title_gen_output_tokens: int | None = None
 
     @property
     def owner(self) -> User:
@@ -78,6 +83,15 @@ class Message:
     is_flagged: bool = False
     injection_score: float = 0.0
     injection_categories: list[str] = field(default_factory=list)
+    # 8.1 only: the persisted blocks, the PII warning, token counts and the user's feedback.
+    blocks: list[dict[str, object]] = field(default_factory=list)
+    warning: str = ""
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    feedback_score: bool | None = None
+    feedback_comment: str | None = None
+    feedback_category: str | None = None
+    feedback_submitted_at: datetime | None = None
 
     @property
     def is_active(self) -> bool:

@@ -1,0 +1,170 @@
+"""The Waldur 8.1 chat operations: 8.0.5's table with the changed ones replaced and the new ones added.
+
+Sessions, quota and tools are 8.0.5's handlers as they are. Threads and messages use the
+8.1 shapes and filters; the stream runs 8.1's gates and turn (`mockserver.chat.turn_v8_1`).
+Not served (404, absent from the spec): system prompts and the anonymous marketplace chat.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from starlette.responses import Response
+
+from mockserver.api.context import Call, Handler
+from mockserver.api.endpoints import HANDLERS as HANDLERS_8_0_5
+from mockserver.api.endpoints import STREAM_HEADERS, mock_selectors
+from mockserver.api.filters import filter_messages
+from mockserver.api.pagination import paginate
+from mockserver.api.rendering import json_response
+from mockserver.api.serializers import restrict_fields
+from mockserver.api.shapes_v8_1 import (
+    filter_messages_by_feedback,
+    filter_threads,
+    message_json,
+    order_threads,
+    stats_json,
+    thread_json,
+)
+from mockserver.api.streaming import WireStreamResponse
+from mockserver.chat.service import StreamRequest
+from mockserver.chat.turn_v8_1 import Turn81, ensure_role_allowed, take_global_budget
+from mockserver.engine.adapters.waldur_records import NDJSON_ENCODER
+from mockserver.errors import NotFound, ValidationFailed
+from mockserver.store import Message, Thread, User
+from mockserver.util import normalize_uuid
+
+HANDLERS: dict[str, Handler] = dict(HANDLERS_8_0_5)
+
+FEEDBACK_ROLE_ERROR = "Feedback can only be given on assistant messages."
+FEEDBACK_CATEGORY_ERROR = "Category can only be set for negative feedback."
+
+
+def operation(operation_id: str):
+    def register(handler: Handler) -> Handler:
+        HANDLERS[operation_id] = handler
+        return handler
+
+    return register
+
+
+def _body(call: Call) -> dict[str, object]:
+    return call.check.body if isinstance(call.check.body, dict) else {}
+
+
+# -- threads ------------------------------------------------------------------
+def _visible_thread(call: Call, user: User) -> Thread:
+    thread = call.store.thread_visible_to(call.path_uuid(), user)
+    if thread is None:
+        raise NotFound("No ThreadSession matches the given query.")
+    return thread
+
+
+def _filtered_threads(call: Call, user: User) -> list[Thread]:
+    return filter_threads(call.store.threads_visible_to(user), call.request.query_params, call.store, user)
+
+
+@operation("chat_threads_list")
+async def chat_threads_list(call: Call) -> Response:
+    user = call.authenticated()
+    query = call.request.query_params
+    threads = order_threads(_filtered_threads(call, user), query.get("o"), call.store)
+    page, headers = paginate(threads, call.request.url)
+    fields = query.getlist("field")
+    return json_response([restrict_fields(thread_json(t, call.store), fields) for t in page], headers=headers)
+
+
+@operation("chat_threads_retrieve")
+async def chat_threads_retrieve(call: Call) -> Response:
+    user = call.authenticated()
+    data = thread_json(_visible_thread(call, user), call.store)
+    return json_response(restrict_fields(data, call.request.query_params.getlist("field")))
+
+
+@operation("chat_threads_stats_retrieve")
+async def chat_threads_stats_retrieve(call: Call) -> Response:
+    user = call.authenticated()
+    return json_response(stats_json(_filtered_threads(call, user), call.store))
+
+
+@operation("chat_threads_cancel")
+async def chat_threads_cancel(call: Call) -> Response:
+    """Owner only (staff included: another user's thread is 404); idempotent; 200, empty body."""
+    user = call.authenticated()
+    thread = call.store.thread_owned_by(call.path_uuid(), user)
+    if thread is None:
+        raise NotFound("No ThreadSession matches the given query.")
+    call.store.request_cancel(thread)
+    return Response(status_code=200)
+
+
+# -- messages -----------------------------------------------------------------
+@operation("chat_messages_list")
+async def chat_messages_list(call: Call) -> Response:
+    user = call.authenticated()
+    query = call.request.query_params
+    messages = filter_messages_by_feedback(filter_messages(call.store.messages_visible_to(user), query), query)
+    return json_response([message_json(m, user) for m in messages])
+
+
+def _own_message(call: Call, user: User) -> Message:
+    try:
+        # A body error hides openapi-core's path error, so a malformed uuid can still get here.
+        wanted = call.path_uuid()
+    except ValueError:
+        raise NotFound("No Message matches the given query.") from None
+    found = next(
+        (m for m in call.store.messages_visible_to(user) if m.uuid == wanted and m.thread.owner.uuid == user.uuid),
+        None,
+    )
+    if found is None:
+        raise NotFound("No Message matches the given query.")
+    return found
+
+
+@operation("chat_messages_feedback")
+async def chat_messages_feedback(call: Call) -> Response:
+    """404 (not the caller's), then the body (400), then the role and category rules (400)."""
+    user = call.authenticate()
+    message = _own_message(call, user)
+    call.check.raise_for_errors()
+    body = _body(call)
+    if message.role != "assistant":
+        raise ValidationFailed([FEEDBACK_ROLE_ERROR])
+    score = bool(body["score"])
+    category = body.get("category")
+    if score and category is not None:
+        raise ValidationFailed({"category": [FEEDBACK_CATEGORY_ERROR]})
+    comment = body.get("comment")
+    call.store.set_feedback(message, score, comment if isinstance(comment, str) else None, category)  # type: ignore[arg-type]
+    return json_response(message_json(message, user))
+
+
+# -- stream -------------------------------------------------------------------
+def _optional_uuid(body: dict[str, object], name: str) -> str | None:
+    value = body.get(name)
+    return normalize_uuid(value) if isinstance(value, str) and value else None
+
+
+@operation("chat_stream")
+async def chat_stream(call: Call) -> WireStreamResponse:
+    """424, 401, 403 role gate, 409 upstream, 415/400 body, 429 global budget, then 8.0.5's steps."""
+    chat = call.services.chat
+    chat.ensure_enabled()
+    user = call.authenticate()
+    ensure_role_allowed(call.services.settings, user)
+    chat.ensure_upstream_configured()
+    call.check.raise_for_errors()
+    body = _body(call)
+    request = StreamRequest(
+        input=str(body["input"]).strip(),
+        thread_uuid=_optional_uuid(body, "thread_uuid"),
+        mode=body.get("mode") or None,  # type: ignore[arg-type]
+        edit_message_uuid=_optional_uuid(body, "edit_message_uuid"),
+    )
+    scenario, faults = mock_selectors(call, chat.engine.scenario_names())
+    take_global_budget(call.services.settings, call.store.clock.now())
+    turn = chat.prepare(user, request, scenario=scenario, faults=faults)
+    turn.request = replace(turn.request, warn=call.warn)
+    items = Turn81(chat, turn, new_thread=request.thread_uuid is None).stream()
+    return WireStreamResponse(items, NDJSON_ENCODER, headers=STREAM_HEADERS)

@@ -1,0 +1,147 @@
+"""What a Waldur 8.1 chat turn adds to the 8.0.5 one: gates, cancel, blocks, server-side names.
+
+* The role gate (403) and the global budget (429 with `Retry-After`) before the stream.
+* The stream as 8.1 sends it: no `load` records; after a cancel no content is forwarded
+  (the engine is still drained, so usage is counted) and the final `m` still comes.
+* In `finish` (so also when the client went away): the blocks streamed so far and the
+  token counts go on the assistant message, and a new thread is named by a second
+  (title) upstream call, before the final `m`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from mockserver.chat.blocks import BlockCollector
+from mockserver.chat.deployment import DeploymentSettings, next_reset
+from mockserver.chat.service import TITLE_MAX_LENGTH, ChatService, PreparedTurn
+from mockserver.engine.base import ReplyRequest, StreamItem
+from mockserver.engine.pacing import count_tokens
+from mockserver.engine.records import Record
+from mockserver.engine.upstream import TextChunk
+from mockserver.errors import ApiError, PermissionDenied
+from mockserver.store import ChatStore, User
+from mockserver.util import format_datetime
+
+ROLE_REFUSALS = {
+    "none": "AI Assistant is not available.",
+    "staff": "AI Assistant is available to staff users only.",
+    "staff_and_support": "AI Assistant is available to staff and support users only.",
+    "misconfigured": "AI Assistant access is not configured correctly.",
+}
+BURST_WINDOW = timedelta(minutes=1)
+
+
+class RateLimited(ApiError):
+    status_code = 429
+
+
+def ensure_role_allowed(settings: DeploymentSettings, user: User) -> None:
+    """AI_ASSISTANT_ENABLED_ROLES: 403 with the text for the configured choice."""
+    roles = settings.enabled_roles
+    if roles == "all":
+        return
+    if roles == "staff" and user.is_staff:
+        return
+    if roles == "staff_and_support" and user.sees_everything:
+        return
+    raise PermissionDenied(ROLE_REFUSALS.get(roles, ROLE_REFUSALS["misconfigured"]))
+
+
+def take_global_budget(settings: DeploymentSettings, now: datetime) -> None:
+    """The global budget gate: requests per minute, then tokens per day over all users (429)."""
+    per_minute = settings.global_requests_per_minute
+    if per_minute is not None:
+        window = [t for t in settings.recent_stream_starts if now - t < BURST_WINDOW]
+        settings.recent_stream_starts = window
+        if len(window) >= per_minute:
+            reset_at = (window[0] if window else now) + BURST_WINDOW
+            raise _rate_limited(
+                "global_minute_burst", now, reset_at, "Too many requests. Please try again in a minute."
+            )
+    budget = settings.global_daily_token_budget
+    if budget is not None:
+        used = sum(periods.get("daily", 0) for periods in settings.usage.values())
+        if used >= budget:
+            detail = "The assistant's daily token budget is used up. Please try again tomorrow."
+            raise _rate_limited("global_daily_token", now, next_reset("daily", now), detail)
+    if per_minute is not None:
+        settings.recent_stream_starts.append(now)
+
+
+def _rate_limited(code: str, now: datetime, reset_at: datetime, detail: str) -> RateLimited:
+    seconds = max(0, int((reset_at - now).total_seconds() + 0.999))
+    body = {
+        "error": "rate_limited",
+        "code": code,
+        "reset_at": format_datetime(reset_at),
+        "retry_after_seconds": seconds,
+        "detail": detail,
+    }
+    return RateLimited(body=body, headers={"Retry-After": str(seconds)})
+
+
+@dataclass
+class Turn81:
+    """One 8.1 turn's extra state: what was streamed, and the cancel count it started with."""
+
+    chat: ChatService
+    turn: PreparedTurn
+    new_thread: bool
+    collector: BlockCollector = field(default_factory=BlockCollector)
+    cancel_start: int = 0
+
+    def __post_init__(self) -> None:
+        self.cancel_start = self.turn.thread.cancel_requests
+
+    @property
+    def store(self) -> ChatStore:
+        return self.chat.store
+
+    def cancelled(self) -> bool:
+        return self.turn.thread.cancel_requests != self.cancel_start
+
+    def stream(self) -> AsyncGenerator[StreamItem, None]:
+        return self.chat.stream(self.turn, adapt=self.adapt, after_finish=self.after_finish)
+
+    async def adapt(self, items: AsyncGenerator[StreamItem, None]) -> AsyncGenerator[StreamItem, None]:
+        """Drop `load`; after a cancel forward only `m` records, and keep draining the engine."""
+        try:
+            async for item in items:
+                if isinstance(item, dict):
+                    if item.get("k") == "load":
+                        continue
+                    if "m" not in item:
+                        if self.cancelled():
+                            continue
+                        self.collector.add(item)
+                yield item
+        finally:
+            await items.aclose()
+
+    def after_finish(self, closing: Record) -> None:
+        """Blocks, warning and tokens on the stored answer; then the thread's name if it is new."""
+        assistant = self.store.message_in_thread(closing["m"]["assistant_message_uuid"], self.turn.thread)
+        if assistant is not None:
+            assistant.blocks = [dict(block) for block in self.collector.blocks]
+            assistant.warning = self.collector.warning
+            assistant.input_tokens = count_tokens(self.turn.request.input)
+            assistant.output_tokens = count_tokens(assistant.content)
+        if self.new_thread:
+            self._name_thread()
+
+    def _name_thread(self) -> None:
+        """The second upstream call: the script matching `mode: title`, its text as the name."""
+        request = ReplyRequest(input=self.turn.request.input, kind="title", username=self.turn.user.username, speed=0)
+        reply = self.chat.engine.plan(request)
+        title = "".join(e.text for e in reply.events if isinstance(e, TextChunk)).strip()[:TITLE_MAX_LENGTH]
+        thread = self.turn.thread
+        thread.title_gen_input_tokens = count_tokens(request.input)
+        thread.title_gen_output_tokens = count_tokens(title)
+        self.chat.quota.add_usage(
+            self.turn.user.username, thread.title_gen_input_tokens + thread.title_gen_output_tokens
+        )
+        if title:
+            self.store.rename_thread(thread, title)

@@ -1,0 +1,110 @@
+"""Calls every 8.1 operation the mock serves through the official waldur-api-client 8.1.3.
+
+Run in a throwaway venv that has only that client installed (tests/test_official_client_8_1.py
+makes one): `python client_8_1_3_driver.py BASE_URL`. Prints one JSON object: per operation
+the HTTP status and whether the client parsed the answer into its model (or the exception it
+raised while parsing). The test decides what is expected.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+from uuid import UUID
+
+from waldur_api_client import AuthenticatedClient, errors
+from waldur_api_client.api.chat import chat_stream
+from waldur_api_client.api.chat_messages import chat_messages_feedback, chat_messages_list
+from waldur_api_client.api.chat_quota import chat_quota_set_quota, chat_quota_usage_retrieve
+from waldur_api_client.api.chat_sessions import (
+    chat_sessions_current_retrieve,
+    chat_sessions_list,
+    chat_sessions_retrieve,
+)
+from waldur_api_client.api.chat_threads import (
+    chat_threads_archive,
+    chat_threads_cancel,
+    chat_threads_list,
+    chat_threads_retrieve,
+    chat_threads_stats_retrieve,
+    chat_threads_unarchive,
+)
+from waldur_api_client.api.chat_tools import chat_tools_execute
+from waldur_api_client.models import (
+    ChatRequestRequest,
+    FeedbackCategoryEnum,
+    MessageFeedbackRequest,
+    SetTokenQuotaRequest,
+    ThreadSessionRequest,
+    ToolExecuteRequest,
+)
+
+
+def outcome(call: Any) -> dict[str, Any]:
+    try:
+        response = call()
+    except errors.UnexpectedStatus as exc:  # the client has no branch for this status
+        return {"status": exc.status_code, "parsed": False, "error": "UnexpectedStatus", "body": exc.content.decode()}
+    except Exception as exc:  # the client's own parsing failed: report it, the test judges
+        return {"status": None, "parsed": False, "error": f"{type(exc).__name__}: {exc}"}
+    return {
+        "status": int(response.status_code),
+        "parsed": response.parsed is not None,
+        "body": response.content.decode(),
+    }
+
+
+def main(base: str) -> dict[str, Any]:
+    alice = AuthenticatedClient(base_url=base, token="alice-token", prefix="Token")
+    staff = AuthenticatedClient(base_url=base, token="staff-token", prefix="Token")
+    results: dict[str, Any] = {}
+    stream = outcome(lambda: chat_stream.sync_detailed(client=alice, body=ChatRequestRequest(input_="hello")))
+    results["chat_stream"] = stream
+    records = [json.loads(line) for line in stream.get("body", "").splitlines() if line]
+    thread = UUID(records[0]["m"]["thread_uuid"])
+    answer = UUID(records[-1]["m"]["assistant_message_uuid"])
+    session = chat_sessions_current_retrieve.sync(client=alice)
+    results["chat_sessions_current_retrieve"] = outcome(
+        lambda: chat_sessions_current_retrieve.sync_detailed(client=alice)
+    )
+    results["chat_sessions_list"] = outcome(lambda: chat_sessions_list.sync_detailed(client=alice))
+    results["chat_sessions_retrieve"] = outcome(
+        lambda: chat_sessions_retrieve.sync_detailed(session.uuid, client=alice)  # type: ignore[union-attr]
+    )
+    results["chat_threads_list"] = outcome(
+        lambda: chat_threads_list.sync_detailed(client=alice, total_tokens_min=1, has_feedback=False)
+    )
+    results["chat_threads_retrieve"] = outcome(lambda: chat_threads_retrieve.sync_detailed(thread, client=alice))
+    results["chat_threads_stats_retrieve"] = outcome(lambda: chat_threads_stats_retrieve.sync_detailed(client=alice))
+    results["chat_threads_cancel"] = outcome(
+        lambda: chat_threads_cancel.sync_detailed(thread, client=alice, body=ThreadSessionRequest())
+    )
+    results["chat_threads_archive"] = outcome(lambda: chat_threads_archive.sync_detailed(thread, client=alice))
+    results["chat_threads_unarchive"] = outcome(lambda: chat_threads_unarchive.sync_detailed(thread, client=alice))
+    results["chat_messages_list"] = outcome(
+        lambda: chat_messages_list.sync_detailed(client=alice, thread=thread, include_history=True)
+    )
+    feedback = MessageFeedbackRequest(score=False, comment="wrong", category=FeedbackCategoryEnum.INACCURATE)
+    results["chat_messages_feedback"] = outcome(
+        lambda: chat_messages_feedback.sync_detailed(answer, client=alice, body=feedback)
+    )
+    results["chat_messages_list_staff"] = outcome(lambda: chat_messages_list.sync_detailed(client=staff, thread=thread))
+    owner = session.user  # type: ignore[union-attr]
+    user_uuid = owner if isinstance(owner, UUID) else UUID(str(owner))
+    results["chat_quota_usage_retrieve"] = outcome(
+        lambda: chat_quota_usage_retrieve.sync_detailed(client=staff, user_uuid=user_uuid)
+    )
+    results["chat_quota_set_quota"] = outcome(
+        lambda: chat_quota_set_quota.sync_detailed(
+            client=staff, body=SetTokenQuotaRequest(user_uuid=user_uuid, daily_limit=1000)
+        )
+    )
+    results["chat_tools_execute"] = outcome(
+        lambda: chat_tools_execute.sync_detailed(client=alice, body=ToolExecuteRequest(tool="show_user_resources"))
+    )
+    return results
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1])))
