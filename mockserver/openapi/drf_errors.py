@@ -45,7 +45,8 @@ def body_messages(error: SchemaError) -> list[str]:
     A text pattern fails once however many forbidden characters the value holds, but DRF
     runs every CharField validator and reports each: NUL and lone surrogates both."""
     leaf = _leaf(error)
-    if leaf.validator == "pattern" and isinstance(leaf.instance, str) and leaf.instance.strip():
+    is_text_check = leaf.validator == "pattern" or (leaf.validator == "format" and leaf.validator_value == "drf-text")
+    if is_text_check and isinstance(leaf.instance, str) and leaf.instance.strip():
         return text_problems(leaf.instance) or [body_message(leaf)]
     return [body_message(leaf)]
 

@@ -25,7 +25,7 @@ from mockserver import resources
 from mockserver.errors import ConfigurationError
 from mockserver.openapi.compiled import CompiledOperation, OperationCompiler, format_checker
 from mockserver.openapi.sequential import NDJSON, SEQUENTIAL_MEDIA_TYPES
-from mockserver.util import is_uuid_spelling
+from mockserver.util import is_uuid_spelling, text_problems
 
 if TYPE_CHECKING:
     from openapi_core import OpenAPI
@@ -48,7 +48,12 @@ def is_uuid(value: object) -> bool:
 
 
 # Formats the spec uses beyond JSON Schema's own checks, for openapi-core and the compiled validators alike.
-EXTRA_FORMATS = {"uuid": is_uuid}
+def is_drf_text(value: object) -> bool:
+    """`format: drf-text`: text DRF's CharField stores (no NUL, no lone surrogate; see util.text_problems)."""
+    return not isinstance(value, str) or not text_problems(value)
+
+
+EXTRA_FORMATS = {"uuid": is_uuid, "drf-text": is_drf_text}
 
 
 @dataclass(frozen=True)
