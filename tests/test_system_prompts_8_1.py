@@ -45,6 +45,7 @@ def test_only_staff_manage_prompts(clients: Clients) -> None:
     item = f"{URL}{prompt['uuid']}/"
     for client in (clients.alice, clients.support):
         assert client.post(URL, json={"name": "x"}).status_code == 403
+        assert client.post(URL, json={}).status_code == 403  # permission before body, as DRF
         assert client.request("PATCH", item, json={"name": "x"}).status_code == 403
         assert client.request("DELETE", item).status_code == 403
         assert client.post(f"{item}activate/").status_code == 403
@@ -56,6 +57,8 @@ def test_bad_bodies_get_field_errors(clients: Clients) -> None:
     missing = clients.staff.post(URL, json={"description": "no name"})
     assert missing.status_code == 400 and "name" in missing.json()
     assert clients.staff.post(URL, json={"name": ""}).status_code == 400
+    assert clients.staff.post(URL, json={"name": 5}).json() == {"name": ["Not a valid string."]}
+    assert clients.staff.request("PUT", f"{URL}{create(clients, 'p')['uuid']}/", json={}).status_code == 400
     assert clients.staff.get(f"{URL}not-a-uuid/").status_code == 404
 
 

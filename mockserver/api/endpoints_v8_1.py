@@ -188,10 +188,15 @@ def system_prompt_json(prompt: SystemPrompt) -> dict[str, object]:
 
 
 def _staff(call: Call) -> User:
-    """Managing system prompts is staff-only; reading them is open to any authenticated user."""
-    user = call.authenticated()
+    """Managing system prompts is staff-only (reading is open to any authenticated user).
+
+    DRF checks permissions before it parses the body, so a non-staff caller gets 403 even
+    with a bad body.
+    """
+    user = call.authenticate()
     if not user.is_staff:
         raise PermissionDenied()
+    call.check.raise_for_errors()
     return user
 
 
