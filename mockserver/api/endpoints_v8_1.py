@@ -2,7 +2,8 @@
 
 Sessions, quota and tools are 8.0.5's handlers as they are. Threads and messages use the
 8.1 shapes and filters; the stream runs 8.1's gates and turn (`mockserver.chat.turn_v8_1`).
-Not served (404, absent from the spec): system prompts and the anonymous marketplace chat.
+System prompts are staff-managed state (any user reads them). Not served (404, absent from
+the spec): the anonymous marketplace chat.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from mockserver.api.endpoints import HANDLERS as HANDLERS_8_0_5
 from mockserver.api.endpoints import STREAM_HEADERS, mock_selectors
 from mockserver.api.filters import filter_messages
 from mockserver.api.pagination import paginate
-from mockserver.api.rendering import json_response
+from mockserver.api.rendering import json_response, no_content
 from mockserver.api.serializers import restrict_fields
 from mockserver.api.shapes_v8_1 import (
     filter_messages_by_feedback,
@@ -30,9 +31,9 @@ from mockserver.api.streaming import WireStreamResponse
 from mockserver.chat.service import StreamRequest
 from mockserver.chat.turn_v8_1 import Turn81, ensure_role_allowed, take_global_budget
 from mockserver.engine.adapters.waldur_records import NDJSON_ENCODER
-from mockserver.errors import NotFound, ValidationFailed
-from mockserver.store import Message, Thread, User
-from mockserver.util import normalize_uuid
+from mockserver.errors import NotFound, PermissionDenied, ValidationFailed
+from mockserver.store import Message, SystemPrompt, Thread, User
+from mockserver.util import format_datetime, normalize_uuid
 
 HANDLERS: dict[str, Handler] = dict(HANDLERS_8_0_5)
 
@@ -168,3 +169,109 @@ async def chat_stream(call: Call) -> WireStreamResponse:
     turn.request = replace(turn.request, warn=call.warn)
     items = Turn81(chat, turn, new_thread=request.thread_uuid is None).stream()
     return WireStreamResponse(items, NDJSON_ENCODER, headers=STREAM_HEADERS)
+
+
+# -- system prompts -------------------------------------------------------------
+SYSTEM_PROMPT_FIELDS = ("name", "description", "custom_instructions")
+
+
+def system_prompt_json(prompt: SystemPrompt) -> dict[str, object]:
+    return {
+        "uuid": prompt.uuid,
+        "name": prompt.name,
+        "description": prompt.description,
+        "custom_instructions": prompt.custom_instructions,
+        "is_active": prompt.is_active,
+        "created": format_datetime(prompt.created),
+        "modified": format_datetime(prompt.modified),
+    }
+
+
+def _staff(call: Call) -> User:
+    """Managing system prompts is staff-only (reading is open to any authenticated user).
+
+    DRF checks permissions before it parses the body, so a non-staff caller gets 403 even
+    with a bad body.
+    """
+    user = call.authenticate()
+    if not user.is_staff:
+        raise PermissionDenied()
+    call.check.raise_for_errors()
+    return user
+
+
+def _system_prompt(call: Call) -> SystemPrompt:
+    prompt = call.store.system_prompt(call.path_uuid())
+    if prompt is None:
+        raise NotFound("No SystemPrompt matches the given query.")
+    return prompt
+
+
+def _prompt_fields(call: Call) -> dict[str, str]:
+    body = _body(call)
+    return {name: str(body[name]) for name in SYSTEM_PROMPT_FIELDS if name in body}
+
+
+@operation("chat_system_prompts_list")
+async def chat_system_prompts_list(call: Call) -> Response:
+    call.authenticated()
+    page, headers = paginate(call.store.system_prompts(), call.request.url)
+    return json_response([system_prompt_json(p) for p in page], headers=headers)
+
+
+@operation("chat_system_prompts_count")
+async def chat_system_prompts_count(call: Call) -> Response:
+    """HEAD: the list's headers, no body."""
+    call.authenticated()
+    _, headers = paginate(call.store.system_prompts(), call.request.url)
+    return Response(status_code=200, headers=headers)
+
+
+@operation("chat_system_prompts_retrieve")
+async def chat_system_prompts_retrieve(call: Call) -> Response:
+    call.authenticated()
+    return json_response(system_prompt_json(_system_prompt(call)))
+
+
+@operation("chat_system_prompts_create")
+async def chat_system_prompts_create(call: Call) -> Response:
+    _staff(call)
+    fields = _prompt_fields(call)
+    prompt = call.store.create_system_prompt(
+        fields["name"], fields.get("description", ""), fields.get("custom_instructions", "")
+    )
+    return json_response(system_prompt_json(prompt), status=201)
+
+
+async def _update(call: Call) -> Response:
+    _staff(call)
+    prompt = _system_prompt(call)
+    call.store.update_system_prompt(prompt, **_prompt_fields(call))
+    return json_response(system_prompt_json(prompt))
+
+
+HANDLERS["chat_system_prompts_update"] = _update
+HANDLERS["chat_system_prompts_partial_update"] = _update
+
+
+@operation("chat_system_prompts_destroy")
+async def chat_system_prompts_destroy(call: Call) -> Response:
+    _staff(call)
+    call.store.delete_system_prompt(_system_prompt(call))
+    return no_content()
+
+
+@operation("chat_system_prompts_activate")
+async def chat_system_prompts_activate(call: Call) -> Response:
+    _staff(call)
+    prompt = _system_prompt(call)
+    call.store.set_system_prompt_active(prompt, True)
+    return json_response(system_prompt_json(prompt))
+
+
+@operation("chat_system_prompts_deactivate")
+async def chat_system_prompts_deactivate(call: Call) -> Response:
+    _staff(call)
+    prompt = _system_prompt(call)
+    call.store.set_system_prompt_active(prompt, False)
+    return json_response(system_prompt_json(prompt))

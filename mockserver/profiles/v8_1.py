@@ -33,7 +33,7 @@ PROFILE = ApiProfile(
     check_scripts=check_record_scripts,
     chat_disabled=FailedDependency,
     stream_path="/api/chat/stream/",
-    summary="blocks, server-side thread names, cancel, feedback, stats and the NDJSON stream (no system prompts)",
+    summary="blocks, server-side thread names, cancel, feedback, stats, system prompts and the NDJSON stream",
     contract_parts=("schema",),
     default_scripts=SCRIPT_DIR_8_1,
 )

@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import overload
 
-from mockserver.store.models import AnswerSlot, ChatSession, Message, Role, Thread, User
+from mockserver.store.models import AnswerSlot, ChatSession, Message, Role, SystemPrompt, Thread, User
 
 
 class Clock:
@@ -111,6 +111,7 @@ class ChatStore:
         self._messages_of_thread: dict[str, list[Message]] = {}  # in creation order
         self._messages_of_owner: dict[str, list[Message]] = {}
         self._reserved: dict[str, set[int]] = {}  # thread uuid -> indexes of answers still streaming
+        self._system_prompts: dict[str, SystemPrompt] = {}  # in creation order
         self._epoch = 0
 
     # -- users ---------------------------------------------------------------
@@ -139,6 +140,7 @@ class ChatStore:
             self._messages_of_thread.clear()
             self._messages_of_owner.clear()
             self._reserved.clear()
+            self._system_prompts.clear()
             self._epoch += 1
 
     @property
@@ -394,3 +396,42 @@ class ChatStore:
             self._messages_of_thread.setdefault(thread.uuid, []).append(message)
             self._messages_of_owner.setdefault(thread.owner.uuid, []).append(message)
             return message
+
+    # -- system prompts (8.1) ------------------------------------------------
+    def system_prompts(self) -> list[SystemPrompt]:
+        with self._lock:
+            return list(self._system_prompts.values())
+
+    def system_prompt(self, prompt_uuid: str) -> SystemPrompt | None:
+        return self._system_prompts.get(prompt_uuid)
+
+    def create_system_prompt(self, name: str, description: str, custom_instructions: str) -> SystemPrompt:
+        with self._lock:
+            now = self.clock.now()
+            prompt = SystemPrompt(new_uuid(), name, description, custom_instructions, now, now)
+            self._system_prompts[prompt.uuid] = prompt
+            return prompt
+
+    def update_system_prompt(self, prompt: SystemPrompt, **fields: str) -> None:
+        with self._lock:
+            for name, value in fields.items():
+                setattr(prompt, name, value)
+            prompt.modified = self.clock.now()
+
+    def delete_system_prompt(self, prompt: SystemPrompt) -> None:
+        with self._lock:
+            self._system_prompts.pop(prompt.uuid, None)
+
+    def set_system_prompt_active(self, prompt: SystemPrompt, active: bool) -> None:
+        """Activating one deactivates the others: Waldur keeps at most one prompt active."""
+        with self._lock:
+            now = self.clock.now()
+            if active:
+                for other in self._system_prompts.values():
+                    if other.is_active and other is not prompt:
+                        other.is_active, other.modified = False, now
+            prompt.is_active, prompt.modified = active, now
+
+    def active_system_prompt(self) -> SystemPrompt | None:
+        with self._lock:
+            return next((p for p in self._system_prompts.values() if p.is_active), None)

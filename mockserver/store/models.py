@@ -107,3 +107,16 @@ class AnswerSlot:
 
     thread: Thread
     index: int
+
+
+@dataclass
+class SystemPrompt:
+    """Waldur 8.1's staff-managed system prompt; at most one is active at a time."""
+
+    uuid: str
+    name: str
+    description: str
+    custom_instructions: str
+    created: datetime
+    modified: datetime
+    is_active: bool = False
