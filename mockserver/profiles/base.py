@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from mockserver.api.context import Handler
 from mockserver.engine.scripted import ScriptedEngine
@@ -18,6 +19,22 @@ from mockserver.openapi.loader import SpecIndex
 
 # Dry-runs a script set in the profile's protocol; raises ScriptError naming file and line.
 ScriptCheck = Callable[[ScriptedEngine, SpecIndex], None]
+
+
+@dataclass(frozen=True)
+class ApiTraits:
+    """What a client (and the contract suite) must expect of this API beyond its spec.
+
+    Plain data, so that a profile never imports the contract suite: the suite reads these
+    and picks its grammar and its model from them, and never asks for a version by name."""
+
+    thread_naming: Literal["client", "server"] = "client"  # `update_thread_name` vs a 2nd upstream call
+    message_body: Literal["content", "blocks"] = "content"  # how a message carries its text
+    load_records: bool = True  # `{"k":"load"}` records on the wire
+    warning_record: bool = False  # an optional `{"w": ...}` after the thread's `m`
+    cancel: bool = False  # `POST /api/chat-threads/{uuid}/cancel/`
+    feedback: bool = False  # `POST /api/chat-messages/{uuid}/feedback/`
+    stats: bool = False  # `GET /api/chat-threads/stats/`
 
 
 @dataclass(frozen=True)
@@ -33,3 +50,4 @@ class ApiProfile:
     summary: str  # one line for `--help` and the banner
     contract_parts: tuple[str, ...]  # the parts of `verify` that apply to this API
     default_scripts: Path | None = None  # the profile's own default reply scripts (None: the packaged ones)
+    traits: ApiTraits = ApiTraits()

@@ -13,7 +13,7 @@ from mockserver.engine.scripted import ScriptedEngine
 from mockserver.errors import FailedDependency
 from mockserver.openapi.loader import SpecIndex
 from mockserver.openapi.validation import record_problems
-from mockserver.profiles.base import ApiProfile
+from mockserver.profiles.base import ApiProfile, ApiTraits
 from mockserver.profiles.v8_0_5 import RECORD_SCHEMA
 from mockserver.resources import SCRIPT_DIR_8_1, SPEC_DIR
 
@@ -36,4 +36,13 @@ PROFILE = ApiProfile(
     summary="blocks, server-side thread names, cancel, feedback, stats, system prompts and the NDJSON stream",
     contract_parts=("schema",),
     default_scripts=SCRIPT_DIR_8_1,
+    traits=ApiTraits(
+        thread_naming="server",
+        message_body="blocks",
+        load_records=False,
+        warning_record=True,
+        cancel=True,
+        feedback=True,
+        stats=True,
+    ),
 )
