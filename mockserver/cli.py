@@ -7,17 +7,26 @@ from __future__ import annotations
 
 import argparse
 import logging
-import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mockserver import __version__
+from mockserver.cli_common import (
+    EXIT_USAGE,
+    Parser,
+    add_flag,
+    ensure_free,
+    non_negative_int,
+    positive_int,
+    positive_seconds,
+    run_server,
+    usage_error,
+)
 from mockserver.errors import ConfigurationError
-from mockserver.profiles import API_NAMES, DEFAULT_API
 from mockserver.replay import commands as replay_commands
 from mockserver.resources import SEED_FILE
 from mockserver.upstream.target import DEFAULT_MODEL, UPSTREAM_FORMATS, UpstreamTarget
@@ -25,7 +34,6 @@ from mockserver.upstream.target import DEFAULT_MODEL, UPSTREAM_FORMATS, Upstream
 # Mirrors contract.runner.PARTS, kept import-light (serve must not import the contract suite).
 PARTS = ("schema", "stream", "behaviour", "operations", "configuration")
 
-EXIT_USAGE = 2
 VERIFY_EXIT_CODES = """exit codes:
   0  every check that applies to the target ran and passed (checks that cannot apply,
      e.g. configuration without /__mock__/config or staff checks without --staff-token,
@@ -93,53 +101,33 @@ example:
 """
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        print(f"waldur-chat-mock: error: {message}", file=sys.stderr)
-        raise SystemExit(EXIT_USAGE)
-
-
-def _port(value: str) -> int:
-    try:
-        port = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a port number: {value!r}") from None
-    if not 0 < port < 65536:
-        raise argparse.ArgumentTypeError(f"port out of range: {value}")
-    return port
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Shows each option's default (unless it has none or is a plain switch) and keeps epilogs as written."""
-
-    def _get_help_string(self, action: argparse.Action) -> str | None:
-        if action.default in (None, False) or action.help is None or action.help == argparse.SUPPRESS:
-            return action.help
-        return super()._get_help_string(action)
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = Parser(
         prog="waldur-chat-mock",
         description="A stateful mock of Waldur's chat API (8.0.5, or 7.9.4 or 8.1 with --api) and a contract suite"
         " for any implementation of it.",
         epilog=MAIN_EPILOG,
-        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser, metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=Parser, metavar="COMMAND")
+    _add_serve_command(commands)
+    _add_upstream_command(commands)
+    _add_verify_command(commands)
+    replay_commands.add_record_command(commands)
+    replay_commands.add_cassette_command(commands)
+    return parser
+
+
+def _add_serve_command(commands: Any) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the mock server",
         description="Serve the mock of Waldur's chat API, its control API under /__mock__/, and a demo setup.",
         epilog=SERVE_EPILOG,
-        formatter_class=_HelpFormatter,
     )
-    serve.add_argument(
-        "--api", choices=API_NAMES, default=DEFAULT_API, help="the Waldur version whose chat API is served"
-    )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    serve.add_argument("--port", type=_port, default=8000, help="port to listen on")
+    add_flag(serve, "--api")
+    add_flag(serve, "--host")
+    add_flag(serve, "--port", default=8000)
     serve.add_argument(
         "--users", type=Path, metavar="FILE", help="users file (default: the packaged fixtures/users.yaml)"
     )
@@ -156,12 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="a Host name the control API answers besides localhost and IP addresses (repeatable)",
     )
-    serve.add_argument(
-        "--scripts",
-        type=Path,
-        metavar="DIR|FILE",
-        help="reply scripts: a directory of *.yaml or one file (default: the packaged fixtures/scripts/)",
-    )
+    add_flag(serve, "--scripts")
     serve.add_argument(
         "--seed-data",
         type=Path,
@@ -182,16 +165,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept reply scripts without a catch-all (`match: {}`); unmatched requests then get empty replies",
     )
-    serve.add_argument(
-        "--speed",
-        type=_speed,
-        default=1.0,
-        metavar="FACTOR",
-        help="playback speed of scripted replies (2 = twice as fast, 0 = no delays)",
-    )
-    serve.add_argument("--quiet", action="store_true", help="no access log (one line per request on stdout)")
+    add_flag(serve, "--speed")
+    add_flag(serve, "--quiet")
     replay_commands.add_serve_flags(serve)
-    _add_upstream_token_flag(serve)
+    add_flag(serve, "--upstream-token")
     serve.add_argument(
         "--upstream-url",
         metavar="URL",
@@ -205,55 +182,48 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--upstream-model", default=DEFAULT_MODEL, metavar="NAME", help="the model asked of an OpenAI --upstream-url"
     )
+
+
+def _add_upstream_command(commands: Any) -> None:
     upstream = commands.add_parser(
         "upstream",
         help="serve only the upstream-LLM endpoints",
         description="Serve the reply scripts as the LLM a real Waldur calls (LangServe and OpenAI-compatible).",
         epilog=UPSTREAM_EPILOG,
-        formatter_class=_HelpFormatter,
     )
-    upstream.add_argument("--host", default="127.0.0.1", help="address to listen on")
-    upstream.add_argument("--port", type=_port, default=8001, help="port to listen on")
-    upstream.add_argument(
-        "--scripts",
-        type=Path,
-        metavar="DIR|FILE",
-        help="reply scripts: a directory of *.yaml or one file (default: the packaged fixtures/scripts/)",
-    )
-    upstream.add_argument(
-        "--speed",
-        type=_speed,
-        default=1.0,
-        metavar="FACTOR",
-        help="playback speed of scripted replies (2 = twice as fast, 0 = no delays)",
-    )
-    _add_upstream_token_flag(upstream)
-    upstream.add_argument("--quiet", action="store_true", help="no access log (one line per request on stdout)")
+    add_flag(upstream, "--host")
+    add_flag(upstream, "--port", default=8001)
+    add_flag(upstream, "--scripts")
+    add_flag(upstream, "--speed")
+    add_flag(upstream, "--upstream-token")
+    add_flag(upstream, "--quiet")
+
+
+def _add_verify_command(commands: Any) -> None:
     verify = commands.add_parser(
         "verify",
         help="check an implementation of the chat API against the contract",
         description="Check an implementation of Waldur's chat API (a deployment or this mock) against the contract.",
         epilog=VERIFY_EPILOG,
-        formatter_class=_HelpFormatter,
     )
-    verify.add_argument(
-        "--api", choices=API_NAMES, default=DEFAULT_API, help="the Waldur version whose chat API the target serves"
-    )
+    add_flag(verify, "--api", help="the Waldur version whose chat API the target serves")
     verify.add_argument("--base-url", required=True, help="the target, e.g. https://waldur.example.com")
     verify.add_argument("--token", required=True, help="API token of a regular user")
     verify.add_argument("--other-token", required=True, help="API token of another regular user")
     verify.add_argument("--staff-token", help="API token of a staff user: enables the staff-only checks")
     verify.add_argument(
         "--max-streams",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=12,
         help="at most this many streams (each is an LLM call on a real deployment)",
     )
-    verify.add_argument("--max-examples", type=_positive_int, default=10, help="hypothesis examples per part")
+    verify.add_argument("--max-examples", type=positive_int, default=10, help="hypothesis examples per part")
     verify.add_argument("--seed", type=int, help="seed for reproducible generation (default: derandomized)")
     verify.add_argument("--report", type=_writable_file, metavar="FILE", help="write a JUnit XML report here")
     verify.add_argument("--only", choices=PARTS, action="append", help="run only this part (repeatable)")
-    verify.add_argument("--stream-timeout", type=_seconds, default=60.0, help="seconds a stream may take at most")
+    verify.add_argument(
+        "--stream-timeout", type=positive_seconds, default=60.0, help="seconds a stream may take at most"
+    )
     verify.add_argument(
         "--report-json", type=_writable_file, metavar="FILE", help="write a JSON report here (shape: see the README)"
     )
@@ -262,41 +232,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="exit 0 instead of 3 when no check failed but some that apply were skipped (e.g. for budget)",
     )
-    replay_commands.add_record_command(commands, _port, _HelpFormatter)
-    replay_commands.add_cassette_command(commands, _HelpFormatter)
-    return parser
-
-
-def _add_upstream_token_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--upstream-token",
-        metavar="TOKEN",
-        help="the token the /__upstream__/ endpoints require (default: any token is accepted)",
-    )
-
-
-def _bounded(convert: type[int] | type[float], minimum: float, above: bool = False) -> Callable[[str], Any]:
-    """An argparse type: a finite number of the given kind, at least `minimum` (or, with `above`,
-    more than it), refused in one line."""
-
-    def parse(value: str) -> Any:
-        try:
-            number = convert(value)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"not {'an integer' if convert is int else 'a number'}: {value!r}"
-            ) from None
-        if not math.isfinite(number) or number < minimum or (above and number == minimum):
-            raise argparse.ArgumentTypeError(f"must be {'>' if above else '>='} {minimum}: {value}")
-        return number
-
-    return parse
-
-
-_non_negative_int = _bounded(int, 0)
-_positive_int = _bounded(int, 1)
-_speed = _bounded(float, 0)
-_seconds = _bounded(float, 0, above=True)
 
 
 def _writable_file(value: str) -> Path:
@@ -310,17 +245,6 @@ def _writable_file(value: str) -> Path:
     if not os.access(path if path.exists() else folder, os.W_OK):
         raise argparse.ArgumentTypeError(f"not writable: {value}")
     return path
-
-
-def _ensure_free(host: str, port: int) -> None:
-    """Refuse a busy address in one line, before uvicorn's multi-line error and exit code 3."""
-    import socket
-
-    try:
-        with socket.create_server((host, port)):
-            pass
-    except OSError as exc:
-        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 def serve(args: argparse.Namespace) -> int:
@@ -355,7 +279,7 @@ def serve(args: argparse.Namespace) -> int:
 
         options.replay = ReplaySource(read_cassette(args.cassette), args.replay or "strict")
     app = create_app(options)
-    _ensure_free(args.host, args.port)
+    ensure_free(args.host, args.port)
     base = f"http://{args.host}:{args.port}"
     print(f"waldur-chat-mock serving Waldur {app.profile.name} chat API on {base}/api/", flush=True)
     print(f"  API profile {app.profile.name}: {app.profile.summary}", flush=True)
@@ -382,7 +306,7 @@ def upstream(args: argparse.Namespace) -> int:
     if args.scripts:
         options.scripts = args.scripts
     app = create_app(options)
-    _ensure_free(args.host, args.port)
+    ensure_free(args.host, args.port)
     base = f"http://{args.host}:{args.port}"
     print(f"waldur-chat-mock serving the upstream LLM on {base}/__upstream__/", flush=True)
     _print_upstream(base)
@@ -397,23 +321,12 @@ def _print_upstream(base: str) -> None:
 
 
 def _run(app: Any, args: argparse.Namespace) -> int:
-    """uvicorn on the given address, with our access log unless --quiet."""
-    import uvicorn
-
+    """The server on the given address, with our access log unless --quiet."""
     from mockserver.api.access_log import AccessLogMiddleware
-    from mockserver.api.limits import UVICORN_LIMITS
 
-    # Our access log replaces uvicorn's (off); uvicorn's warnings and errors stay on stderr.
-    config = uvicorn.Config(
-        app if args.quiet else AccessLogMiddleware(app, _access_logger()),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        **UVICORN_LIMITS,
-    )
+    # Our access log replaces uvicorn's; uvicorn's warnings and errors stay on stderr.
     logging.getLogger("uvicorn.error").addFilter(_explain_invalid_requests)
-    uvicorn.Server(config).run()
+    run_server(app if args.quiet else AccessLogMiddleware(app, _access_logger()), args.host, args.port)
     return 0
 
 
@@ -474,8 +387,7 @@ def verify(args: argparse.Namespace) -> int:
         else:
             report = run_verify(options, progress=PlainProgress(sys.stderr, options.max_streams))
     except (TargetUnreachable, UsageError) as exc:
-        print(f"waldur-chat-mock: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(str(exc))
     print(summary(report))
     code = report.exit_code(allow_skips=args.allow_skips)
     if args.report:
@@ -496,12 +408,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _require_contract_extra()
             return verify(args)
         if args.command == "record":
-            from mockserver.api.limits import UVICORN_LIMITS
-
-            return replay_commands.record(args, _ensure_free, UVICORN_LIMITS)
+            return replay_commands.record(args)
         if args.command == "cassette":
             return replay_commands.cassette(args)
     except ConfigurationError as exc:
-        print(f"waldur-chat-mock: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return usage_error(str(exc))
     return EXIT_USAGE

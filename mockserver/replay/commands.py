@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mockserver.cli_common import add_flag, ensure_free, run_server
 from mockserver.errors import ConfigurationError
 
 RECORD_EPILOG = """\
@@ -35,34 +36,32 @@ examples:
 """
 
 
-def add_record_command(commands: Any, port_type: Any, formatter: Any) -> None:
+def add_record_command(commands: Any) -> None:
     record = commands.add_parser(
         "record",
         help="record traffic to an implementation of the API into a cassette",
         description="Run a recording reverse proxy in front of a Waldur (or this mock) and write a cassette.",
         epilog=RECORD_EPILOG,
-        formatter_class=formatter,
     )
     record.add_argument("--target", required=True, metavar="URL", help="the implementation to record, e.g. a Waldur")
     record.add_argument("--cassette", required=True, type=Path, metavar="FILE", help="the cassette to write (replaced)")
-    record.add_argument("--host", default="127.0.0.1", help="address the proxy listens on")
-    record.add_argument("--port", type=port_type, default=8000, help="port the proxy listens on")
+    add_flag(record, "--host", help="address the proxy listens on")
+    add_flag(record, "--port", default=8000, help="port the proxy listens on")
     record.add_argument(
         "--redact",
         action="append",
         metavar="NAME",
         help="also replace this header, query parameter or JSON field by a placeholder (repeatable)",
     )
-    record.add_argument("--quiet", action="store_true", help="no line per recorded interaction")
+    add_flag(record, "--quiet", help="no line per recorded interaction")
 
 
-def add_cassette_command(commands: Any, formatter: Any) -> None:
+def add_cassette_command(commands: Any) -> None:
     cassette = commands.add_parser(
         "cassette",
         help="check a cassette, or turn it into reply scripts or seed data",
         description="Work with a recorded cassette.",
         epilog=CASSETTE_EPILOG,
-        formatter_class=formatter,
     )
     actions = cassette.add_subparsers(dest="action", required=True, metavar="ACTION")
     check = actions.add_parser("check", help="list lines a real Waldur stream could not produce")
@@ -87,12 +86,10 @@ def add_serve_flags(serve: argparse.ArgumentParser) -> None:
     )
 
 
-def record(args: argparse.Namespace, ensure_free: Any, uvicorn_limits: dict[str, Any]) -> int:
+def record(args: argparse.Namespace) -> int:
     import importlib.util
     import logging
     import signal
-
-    import uvicorn
 
     from mockserver.replay.cassette import CassetteWriter
     from mockserver.replay.recorder import RecordingProxy, target_origin
@@ -116,11 +113,10 @@ def record(args: argparse.Namespace, ensure_free: Any, uvicorn_limits: dict[str,
         f"send requests to http://{args.host}:{args.port}/ (Ctrl-C stops)",
         flush=True,
     )
-    config = uvicorn.Config(proxy, host=args.host, port=args.port, log_level="warning", **uvicorn_limits)
     # uvicorn shuts down gracefully on Ctrl-C/SIGTERM, then re-raises the signal: a stop is a normal end here.
     for stop in (signal.SIGINT, signal.SIGTERM):
         signal.signal(stop, lambda *_: None)
-    uvicorn.Server(config).run()
+    run_server(proxy, args.host, args.port)
     writer.close()
     print(f"{writer.count} interactions recorded in {args.cassette}", flush=True)
     return 0
