@@ -108,3 +108,23 @@ def test_verify_refuses_a_bad_value_before_the_run(flag: str, value: str, reason
     result = subprocess.run(command, check=False, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and reason in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("argv", "default"),
+    [(["serve"], 8000), (["upstream"], 8001), (["record", "--target", "http://x", "--cassette", "c.jsonl"], 8000)],
+    ids=["serve", "upstream", "record"],
+)
+def test_every_listening_command_checks_its_port_and_shows_its_default(
+    argv: list[str], default: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The address flags are defined once for all three commands; each keeps its own default port."""
+    _, out = run_main([argv[0], "--help"], capsys)
+    port_help = " ".join(out.split()).split(" --port PORT ", 1)[1].split(" --", 1)[0]
+    assert port_help.endswith(f"(default: {default})"), port_help
+    parsed = build_parser().parse_args(argv)
+    assert (parsed.host, parsed.port) == ("127.0.0.1", default)
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--port", "65536"])
+    code, err = exit_.value.code, capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "port out of range: 65536" in err, err
