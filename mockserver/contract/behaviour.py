@@ -102,6 +102,7 @@ class ChatMachine(RuleBasedStateMachine):
     checker: StreamChecker
     budget: Budget
     log_sink: list[Step]  # the current example's requests, also for errors that are no violation
+    first_violation: list[ContractViolation]  # the first one raised: hypothesis may lose it (see run_behaviour)
     on_example: Callable[[], None]
     threads = Bundle("threads")
 
@@ -129,7 +130,12 @@ class ChatMachine(RuleBasedStateMachine):
     def fail(self, check: str, message: str) -> ContractViolation:
         if self.log:
             self.log[-1].excerpt = self.log[-1].excerpt or message
-        return ContractViolation(check, message, list(self.log))
+        return self.found(ContractViolation(check, message, list(self.log)))
+
+    def found(self, violation: ContractViolation) -> ContractViolation:
+        if not self.first_violation:
+            self.first_violation.append(violation)
+        return violation
 
     def expect_status(self, response: Any, status: int, check: str) -> None:
         if response.status_code != status:
@@ -150,7 +156,7 @@ class ChatMachine(RuleBasedStateMachine):
             if self.traits.message_body == "content":
                 self.checker.check_rest(self.target, self.token(who), records, expect)
         except ContractViolation as violation:
-            raise ContractViolation(violation.check, violation.message, list(self.log)) from None
+            raise self.found(ContractViolation(violation.check, violation.message, list(self.log))) from None
         if self.traits.message_body == "blocks":
             self.check_blocks(who, body, records)
         return records
