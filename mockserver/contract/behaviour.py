@@ -173,7 +173,8 @@ class ChatMachine(RuleBasedStateMachine):
         if answer is None or answer.get("role") != "assistant":
             missing = final["assistant_message_uuid"]
             raise self.fail("stream.uuids_match_rest", f"assistant message {missing} not listed")
-        if records_of_blocks(answer["blocks"]) != join_markdown(records):
+        blocks = answer.get("blocks")
+        if not isinstance(blocks, list) or records_of_blocks(blocks) != join_markdown(records):
             raise self.fail("stream.blocks_reassembly", "the stored blocks are not the streamed content records")
         question = rows.get(final.get("user_message_uuid", ""))
         if question is not None and message_text(question) != body["input"]:
