@@ -26,6 +26,7 @@ from mockserver.contract.machines import (
     ServerNamingRules,
     StatsRules,
     rule_sets,
+    thread_filter,
 )
 from mockserver.contract.runner import Report, VerifyOptions, verify
 from mockserver.profiles import get_profile
@@ -90,6 +91,30 @@ def test_the_traits_pick_the_rule_sets() -> None:
         StatsRules,
         BoundFilterRules,
     ]
+
+
+def test_day_bounds_are_inclusive_and_a_null_total_passes_no_token_bound() -> None:
+    sample = {"created": "2026-12-02T10:00:00Z", "total_tokens": 5, "has_feedback": False}
+    name, value, keep = thread_filter("created_after", sample, 0)
+    assert (name, value) == ("created_after", "2026-12-02")
+    assert keep({"created": "2026-12-02T00:00:00Z"})
+    assert not keep({"created": "2026-12-01T23:59:59Z"})
+    name, value, keep = thread_filter("created_before", sample, -1)
+    assert value == "2026-12-01"
+    assert keep({"created": "2026-12-01T23:59:59Z"})
+    assert not keep({"created": "2026-12-02T00:00:00Z"})
+    name, value, keep = thread_filter("total_tokens_max", sample, 1)
+    assert value == "6"
+    assert keep({"total_tokens": 6})
+    assert not keep({"total_tokens": 7})
+    assert not keep({"total_tokens": None})
+    name, value, keep = thread_filter("has_feedback", sample, -1)
+    assert value == "true"
+    assert keep({"has_feedback": True})
+    assert not keep({"has_feedback": False})
+    name, value, keep = thread_filter("created", sample, 0)  # gone in 8.1: nothing is filtered out
+    assert value == "2026-12-04"
+    assert keep({"created": "2026-12-02T10:00:00Z"})
 
 
 def test_the_8_1_mock_passes_and_every_8_1_rule_ran() -> None:
