@@ -94,8 +94,8 @@ class Budget:
 
 
 class ChatMachine(RuleBasedStateMachine):
-    """The rules every chat API with threads shares; `machines.machine_for` adds the rule sets
-    of the API's traits and the target. One instance per hypothesis example."""
+    """The rules every chat API with threads shares; `machines.run_behaviour` adds the rule sets
+    of the API's traits (`machines.rule_sets`) and the target. One instance per hypothesis example."""
 
     traits: ApiTraits = ApiTraits()
     target: Target
@@ -133,6 +133,7 @@ class ChatMachine(RuleBasedStateMachine):
         return self.found(ContractViolation(check, message, list(self.log)))
 
     def found(self, violation: ContractViolation) -> ContractViolation:
+        """Keep the run's first violation: a replay that draws differently loses it in hypothesis's error."""
         if not self.first_violation:
             self.first_violation.append(violation)
         return violation
