@@ -1,9 +1,10 @@
 """Behaviour (part 3): a hypothesis state machine drives the target and checks it against a model.
 
 The model holds, per regular user, the threads and message rows the suite knows of
-(threads that existed before are taken as they are). Rules stream new turns, reload, edit
-(valid and invalid), archive, unarchive, rename through title calls, and read lists and
-details; after each step the target must agree with the model. Hypothesis shrinks a
+(threads that existed before are taken as they are). The rules here stream new turns,
+reload, edit (valid and invalid), archive, unarchive, and read lists and details; what only
+some APIs do (title calls, cancel, feedback, stats, day-bound filters) is in
+`contract.machines`. After each step the target must agree with the model. Hypothesis shrinks a
 failure to the shortest sequence of steps, and the violation carries the HTTP requests
 of that sequence.
 """
@@ -17,20 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import (
-    Bundle,
-    RuleBasedStateMachine,
-    initialize,
-    invariant,
-    rule,
-    run_state_machine_as_test,
-)
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
+from mockserver.chat.blocks import join_markdown, records_of_blocks
 from mockserver.contract.findings import ContractViolation, Step
 from mockserver.contract.streams import StreamChecker, StreamExpectation
 from mockserver.contract.target import Target
+from mockserver.profiles.base import ApiTraits
 
 NO_THREAD = ""  # a bundle entry for a thread that was not made: rules skip it (see `known`)
 MARK = "[contract-suite]"  # every input the suite sends starts with it: easy to find and clean up
@@ -44,6 +39,7 @@ class Row:
     sequence_index: int
     replaces: str | None = None
     replaced: bool = False
+    feedback: bool | None = None  # the score given through the feedback endpoint
 
 
 @dataclass
@@ -53,6 +49,7 @@ class ThreadModel:
     known: bool = True  # False for threads that existed before: rows unknown
     rows: list[Row] = field(default_factory=list)
     archived: bool = False
+    name: str | None = None  # where the server names threads: the name it gave (None: not checked)
 
     def active(self, role: str | None = None) -> list[Row]:
         return [r for r in self.rows if not r.replaced and (role is None or r.role == role)]
@@ -97,12 +94,15 @@ class Budget:
 
 
 class ChatMachine(RuleBasedStateMachine):
-    """Configured by `build_machine`; one instance per hypothesis example."""
+    """The rules every chat API with threads shares; `machines.run_behaviour` adds the rule sets
+    of the API's traits (`machines.rule_sets`) and the target. One instance per hypothesis example."""
 
+    traits: ApiTraits = ApiTraits()
     target: Target
     checker: StreamChecker
     budget: Budget
     log_sink: list[Step]  # the current example's requests, also for errors that are no violation
+    first_violation: list[ContractViolation]  # the first one raised: hypothesis may lose it (see run_behaviour)
     on_example: Callable[[], None]
     threads = Bundle("threads")
 
@@ -130,7 +130,13 @@ class ChatMachine(RuleBasedStateMachine):
     def fail(self, check: str, message: str) -> ContractViolation:
         if self.log:
             self.log[-1].excerpt = self.log[-1].excerpt or message
-        return ContractViolation(check, message, list(self.log))
+        return self.found(ContractViolation(check, message, list(self.log)))
+
+    def found(self, violation: ContractViolation) -> ContractViolation:
+        """Keep the run's first violation: a replay that draws differently loses it in hypothesis's error."""
+        if not self.first_violation:
+            self.first_violation.append(violation)
+        return violation
 
     def expect_status(self, response: Any, status: int, check: str) -> None:
         if response.status_code != status:
@@ -148,10 +154,32 @@ class ChatMachine(RuleBasedStateMachine):
             raise self.fail("behaviour.stream_status", f"expected 200, got {capture.status}")
         try:
             records = self.checker.check(capture, expect, step)
-            self.checker.check_rest(self.target, self.token(who), records, expect)
+            if self.traits.message_body == "content":
+                self.checker.check_rest(self.target, self.token(who), records, expect)
         except ContractViolation as violation:
-            raise ContractViolation(violation.check, violation.message, list(self.log)) from None
+            raise self.found(ContractViolation(violation.check, violation.message, list(self.log))) from None
+        if self.traits.message_body == "blocks":
+            self.check_blocks(who, body, records)
         return records
+
+    def check_blocks(self, who: str, body: dict[str, Any], records: list[dict[str, Any]]) -> None:
+        """Messages made of blocks: the stored answer's blocks are the streamed content records
+        (markdown deltas joined), and the question is one markdown block holding the input."""
+        thread, final = records[0]["m"]["thread_uuid"], records[-1]["m"]
+        params = {"thread": thread, "include_history": "true"}
+        response = self.call("GET", "/api/chat-messages/", who, params=params)
+        self.expect_status(response, 200, "behaviour.messages_list")
+        rows = {row["uuid"]: row for row in response.json()}
+        answer = rows.get(final["assistant_message_uuid"])
+        if answer is None or answer.get("role") != "assistant":
+            missing = final["assistant_message_uuid"]
+            raise self.fail("stream.uuids_match_rest", f"assistant message {missing} not listed")
+        blocks = answer.get("blocks")
+        if not isinstance(blocks, list) or records_of_blocks(blocks) != join_markdown(records):
+            raise self.fail("stream.blocks_reassembly", "the stored blocks are not the streamed content records")
+        question = rows.get(final.get("user_message_uuid", ""))
+        if question is not None and message_text(question) != body["input"]:
+            raise self.fail("behaviour.user_message_blocks", f"the question's blocks hold {message_text(question)!r}")
 
     def refused(self, who: str, body: dict[str, Any], status: int, expected_body: Any, check: str) -> None:
         """A stream the target must refuse before streaming, with Waldur's exact body."""
@@ -208,8 +236,12 @@ class ChatMachine(RuleBasedStateMachine):
         model = ThreadModel(uuid, who)
         model.rows = [Row(final["user_message_uuid"], "user", 1), Row(final["assistant_message_uuid"], "assistant", 2)]
         self.model[uuid] = model
-        self.check_thread(model)
+        self.named(model, self.check_thread(model))
         return uuid
+
+    def named(self, model: ThreadModel, data: dict[str, Any]) -> None:
+        """A new thread as the stream left it; where the server names threads, the name is checked
+        and kept (see `ServerNamingRules`). Here (client naming) names are the title calls' business."""
 
     def known(self, uuid: str) -> ThreadModel | None:
         """The model of a bundle entry; None for the placeholder of a thread never made."""
@@ -309,18 +341,6 @@ class ChatMachine(RuleBasedStateMachine):
         if messages.json() != []:
             raise self.fail("behaviour.foreign_messages_hidden", "another user's messages are visible")
 
-    @rule(thread=threads)
-    def title(self, thread: str) -> None:
-        model = self.known(thread)
-        if model is None:
-            return
-        if not self.budget.take():
-            return
-        self.stream(
-            model.owner, {"input": f"{MARK} title", "update_thread_name": thread}, StreamExpectation(title_call=True)
-        )
-        self.check_thread(model)
-
     # -- archive -----------------------------------------------------------------
     @rule(thread=threads, end_archived=st.booleans(), twice=st.booleans())
     def archive(self, thread: str, end_archived: bool, twice: bool) -> None:
@@ -348,6 +368,8 @@ class ChatMachine(RuleBasedStateMachine):
         data = self.retrieve(model)
         if data.get("is_archived") != model.archived:
             raise self.fail("behaviour.archive_flag", f"is_archived is {data.get('is_archived')}")
+        if model.name is not None and data.get("name") != model.name:
+            raise self.fail("behaviour.thread_name_kept", f"the name went from {model.name!r} to {data.get('name')!r}")
         if model.known and data.get("message_count") != len(model.rows):
             raise self.fail(
                 "behaviour.message_count", f"message_count {data.get('message_count')} != {len(model.rows)}"
@@ -355,7 +377,21 @@ class ChatMachine(RuleBasedStateMachine):
         if model.known:
             self.check_messages(model, history=True)
             self.check_messages(model, history=False)
+        if self.traits.feedback and model.known:
+            self.check_has_feedback(model, data)
         return data
+
+    def check_has_feedback(self, model: ThreadModel, data: dict[str, Any]) -> None:
+        """`has_feedback`: true once an active answer has feedback, false while no row has any
+        (whether feedback on a replaced answer still counts is not settled: not checked)."""
+        if any(r.feedback is not None for r in model.active()):
+            wanted = True
+        elif all(r.feedback is None for r in model.rows):
+            wanted = False
+        else:
+            return
+        if data.get("has_feedback") is not wanted:
+            raise self.fail("behaviour.has_feedback", f"has_feedback is {data.get('has_feedback')}, expected {wanted}")
 
     def check_messages(self, model: ThreadModel, history: bool) -> None:
         params = {"thread": model.uuid, **({"include_history": "true"} if history else {})}
@@ -378,6 +414,10 @@ class ChatMachine(RuleBasedStateMachine):
                     f"row {row['uuid']}: {row['role']} #{row['sequence_index']} "
                     f"replaces {row['replaces']}, expected {mine.role} #{mine.sequence_index} "
                     f"replaces {mine.replaces}",
+                )
+            if mine.feedback is not None and row.get("feedback_score") is not mine.feedback:
+                raise self.fail(
+                    "behaviour.feedback_kept", f"row {row['uuid']}: feedback_score {row.get('feedback_score')}"
                 )
             if any(key.startswith("injection_") or key == "is_flagged" for key in row):
                 raise self.fail("behaviour.injection_fields_hidden", "a regular user sees injection fields")
@@ -426,7 +466,7 @@ class ChatMachine(RuleBasedStateMachine):
         keys = order.split(",")
 
         def sort_key(thread: dict[str, Any]) -> tuple[Any, ...]:
-            return tuple(_Desc(thread[k[1:]]) if k.startswith("-") else thread[k] for k in keys)
+            return tuple(_Desc(_nulls_last(thread[k[1:]])) if k[0] == "-" else _nulls_last(thread[k]) for k in keys)
 
         if [t["uuid"] for t in sorted(threads, key=sort_key)] != [t["uuid"] for t in threads]:
             raise self.fail("behaviour.ordering", f"not ordered by o={order}")
@@ -447,6 +487,19 @@ class ChatMachine(RuleBasedStateMachine):
         """Checks run inside the rules; this keeps hypothesis from skipping invariant phases."""
 
 
+def _nulls_last(value: Any) -> tuple[int, Any]:
+    """Null sorts as the largest value, as PostgreSQL orders (last ascending, first descending)."""
+    return (1, 0) if value is None else (0, value)
+
+
+def message_text(row: dict[str, Any]) -> str:
+    """A message row's text: its `content`, or (messages made of blocks) its markdown blocks' contents."""
+    if "content" in row:
+        return str(row["content"])
+    blocks = row.get("blocks") if isinstance(row.get("blocks"), list) else []
+    return "".join(str(b.get("content", "")) for b in blocks if isinstance(b, dict) and b.get("key") == "markdown")
+
+
 @dataclass(frozen=True)
 class _Desc:
     """Reverses comparison, for descending sort keys of any type."""
@@ -457,52 +510,4 @@ class _Desc:
         return other.value < self.value
 
 
-def run_behaviour(
-    target: Target,
-    checker: StreamChecker,
-    budget: Budget,
-    *,
-    max_examples: int = 25,
-    steps: int = 12,
-    seed: int | None = None,
-    on_example: Callable[[], None] = lambda: None,
-    log: list[Step] | None = None,
-) -> None:
-    """Run the state machine; raises the shrunk ContractViolation on failure.
-
-    `on_example` is called as each example starts; `log` receives the requests of the
-    current example (the steps of an error that is not a ContractViolation).
-
-    Without a seed the run is derandomized (the same examples every time, as CI wants);
-    with one, hypothesis draws from that seed.
-    """
-    import hypothesis.core
-
-    attributes = {
-        "target": target,
-        "checker": checker,
-        "budget": budget,
-        "log_sink": [] if log is None else log,
-        "on_example": staticmethod(on_example),
-    }
-    machine = type("TargetChatMachine", (ChatMachine,), attributes)
-    config = settings(
-        max_examples=max_examples,
-        stateful_step_count=steps,
-        deadline=None,
-        derandomize=seed is None,
-        database=None,
-        suppress_health_check=list(HealthCheck),
-        phases=[Phase.generate, Phase.shrink],
-        report_multiple_bugs=False,
-        print_blob=False,
-    )
-    previous = hypothesis.core.global_force_seed
-    hypothesis.core.global_force_seed = seed  # type: ignore[assignment]  # what --hypothesis-seed does
-    try:
-        run_state_machine_as_test(machine, settings=config)
-    finally:
-        hypothesis.core.global_force_seed = previous
-
-
-__all__ = ["MARK", "Budget", "ChatMachine", "run_behaviour"]
+__all__ = ["MARK", "Budget", "ChatMachine", "ThreadModel", "message_text"]

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
-from mockserver.contract.behaviour import MARK, Budget, run_behaviour
+from mockserver.contract.behaviour import MARK, Budget, message_text
 from mockserver.contract.findings import CheckResult, ContractViolation, Step
+from mockserver.contract.machines import run_behaviour
 from mockserver.contract.operations import OperationScenarios
 from mockserver.contract.scenarios import ConfigurationScenarios, StreamScenarios
 from mockserver.contract.schema import run_schema_checks
@@ -31,7 +32,7 @@ from mockserver.openapi.validation import record_problems
 from mockserver.profiles import DEFAULT_API, get_profile
 
 if TYPE_CHECKING:
-    from mockserver.profiles.base import ApiProfile
+    from mockserver.profiles.base import ApiProfile, ApiTraits
 
 PARTS = ("schema", "stream", "behaviour", "operations", "configuration")
 # Streams reserved before the schema part takes what is left (see `plan_budget`).
@@ -196,7 +197,15 @@ def verify(options: VerifyOptions, progress: Progress | None = None) -> Report:
         _preflight(target, options.preflight_timeout)
         usage = _token_usage(target)
         try:
-            _run_parts(options, target=target, checker=checker, budgets=budgets, report=report, sink=sink)
+            _run_parts(
+                options,
+                target=target,
+                traits=profile.traits,
+                checker=checker,
+                budgets=budgets,
+                report=report,
+                sink=sink,
+            )
         finally:
             report.archived = _archive_created(target, created)
             _restore_token_usage(target, usage)
@@ -280,6 +289,7 @@ def _run_parts(
     budgets: dict[str, Budget],
     report: Report,
     sink: Progress,
+    traits: ApiTraits,
 ) -> None:
     def used() -> int:
         return sum(b.used for b in budgets.values())
@@ -290,7 +300,9 @@ def _run_parts(
     runs: dict[str, Callable[[], list[CheckResult]]] = {
         "schema": lambda: _schema(options, budgets["schema"], tick("schema")),
         "stream": lambda: StreamScenarios(target, checker, budgets["stream"], tick("stream")).run(),
-        "behaviour": lambda: [_behaviour(target, checker, budgets["behaviour"], options, tick("behaviour"))],
+        "behaviour": lambda: [
+            _behaviour(target, checker, budgets["behaviour"], options, tick("behaviour"), traits=traits)
+        ],
         "operations": lambda: OperationScenarios(target, budgets["operations"], tick("operations")).run(),
         "configuration": lambda: ConfigurationScenarios(target, tick("configuration")).run(),
     }
@@ -427,16 +439,28 @@ def _restore_token_usage(target: Target, original: dict[str, Any] | None) -> Non
 
 
 def _behaviour(
-    target: Target, checker: StreamChecker, budget: Budget, options: VerifyOptions, tick: Callable[[], None]
+    target: Target,
+    checker: StreamChecker,
+    budget: Budget,
+    options: VerifyOptions,
+    tick: Callable[[], None],
+    *,
+    traits: ApiTraits,
 ) -> CheckResult:
     began = time.monotonic()
-    result = _behaviour_verdict(target, checker, budget, options, tick)
+    result = _behaviour_verdict(target, checker, budget, options, tick, traits=traits)
     result.duration = time.monotonic() - began
     return result
 
 
 def _behaviour_verdict(
-    target: Target, checker: StreamChecker, budget: Budget, options: VerifyOptions, tick: Callable[[], None]
+    target: Target,
+    checker: StreamChecker,
+    budget: Budget,
+    options: VerifyOptions,
+    tick: Callable[[], None],
+    *,
+    traits: ApiTraits,
 ) -> CheckResult:
     log: list[Step] = []
     try:
@@ -444,6 +468,7 @@ def _behaviour_verdict(
             target,
             checker,
             budget,
+            traits=traits,
             max_examples=options.max_examples,
             steps=options.behaviour_steps,
             seed=options.seed,
@@ -469,7 +494,8 @@ def _behaviour_verdict(
             "behaviour.model",
             "skipped",
             "no stream budget left for this part: the rules that stream (new thread, follow-up, reload, edit, "
-            "title call) did not run; only reads, archive and refusals were checked",
+            "title call) did not run; only reads, archive and refusals were checked (and, where the API has "
+            "them, cancel, stats and filters: feedback needs an answer the run streamed)",
             skip="budget",
         )
     note = f"no difference between the target and the model ({budget.used} streams"
@@ -510,4 +536,4 @@ def _archive_created(target: Target, created: dict[str, set[str]]) -> int:
 
 
 def _marked(row: dict[str, Any]) -> bool:
-    return str(row.get("content", "")).startswith(MARK) and isinstance(row.get("thread"), str)
+    return message_text(row).startswith(MARK) and isinstance(row.get("thread"), str)

@@ -35,6 +35,9 @@ class ApiTraits:
     cancel: bool = False  # `POST /api/chat-threads/{uuid}/cancel/`
     feedback: bool = False  # `POST /api/chat-messages/{uuid}/feedback/`
     stats: bool = False  # `GET /api/chat-threads/stats/`
+    # Thread list filters by date: exact days (`created`, `modified`), or inclusive day bounds
+    # (`created_after`...) with token bounds, `has_feedback` and `scope`, the exact days gone.
+    thread_filters: Literal["exact_day", "bounds"] = "exact_day"
 
 
 @dataclass(frozen=True)
