@@ -31,11 +31,11 @@ from mockserver.openapi.validation import record_problems
 from mockserver.profiles import DEFAULT_API, get_profile
 
 if TYPE_CHECKING:
-    from mockserver.profiles.base import ApiProfile
+    from mockserver.profiles.base import ApiProfile, ApiTraits
 
 PARTS = ("schema", "stream", "behaviour", "operations", "configuration")
 # Streams reserved before the schema part takes what is left (see `plan_budget`).
-STREAM_PART_STREAMS = 5  # new thread, follow-up, reload, edit, title call
+STREAM_PART_STREAMS = 5  # new thread, follow-up, reload, edit, title call (see `stream_part_streams`)
 BEHAVIOUR_STREAMS = 4  # a new thread, a follow-up, a reload and an edit: every model rule
 OPERATIONS_STREAMS = 2  # usage after a stream; a stream under a daily limit of 0 (staff only)
 
@@ -136,17 +136,23 @@ class _Silent:
         pass
 
 
-def plan_budget(max_streams: int, parts: tuple[str, ...]) -> dict[str, int]:
+def stream_part_streams(traits: ApiTraits) -> int:
+    """The stream part's streams: new thread, follow-up, reload and edit, then a title call
+    where clients name threads and a cancelled stream where threads can be cancelled."""
+    return 4 + (traits.thread_naming == "client") + traits.cancel
+
+
+def plan_budget(max_streams: int, parts: tuple[str, ...], stream_streams: int = STREAM_PART_STREAMS) -> dict[str, int]:
     """Share `--max-streams` between the parts that stream.
 
-    The stream part's and the behaviour part's streams are reserved first (their checks
-    cannot run without them); the schema part takes what is left, and what it does not
-    use goes on to the behaviour part. A part that does not run reserves nothing; without
-    the schema part the behaviour part takes the rest."""
+    The stream part's (`stream_streams`) and the behaviour part's streams are reserved first
+    (their checks cannot run without them); the schema part takes what is left, and what it
+    does not use goes on to the behaviour part. A part that does not run reserves nothing;
+    without the schema part the behaviour part takes the rest."""
     left = max_streams
     plan = {part: 0 for part in PARTS}
     if "stream" in parts:
-        plan["stream"] = min(STREAM_PART_STREAMS, left)
+        plan["stream"] = min(stream_streams, left)
         left -= plan["stream"]
     if "operations" in parts:
         plan["operations"] = min(OPERATIONS_STREAMS, left)
@@ -174,17 +180,15 @@ def verify(options: VerifyOptions, progress: Progress | None = None) -> Report:
     check_tokens(options)
     profile = get_profile(options.api)
     options = replace(options, spec=options.spec or profile.spec_file, only=_profile_parts(options, profile))
-    if profile.encoder.media_type == EVENT_STREAM:
-        return _verify_sse(options, profile, progress or _Silent())
     sink = progress or _Silent()
-    tokens = Tokens(options.token, options.other_token, options.staff_token)
-    spec = SpecIndex.from_file(options.spec)
-    checker = StreamChecker(spec.schema_validator(profile.stream_item_schema))
+    sse = profile.encoder.media_type == EVENT_STREAM
     created: dict[str, set[str]] = {"user": set(), "other": set()}
-    plan = plan_budget(options.max_streams, options.only)
+    stream_streams = SSE_STREAM_PART_STREAMS if sse else stream_part_streams(profile.traits)
+    plan = plan_budget(options.max_streams, options.only, stream_streams)
     budgets = {part: Budget(plan[part], created) for part in PARTS}
     report = Report(max_streams=options.max_streams)
     started = time.monotonic()
+    tokens = Tokens(options.token, options.other_token, options.staff_token)
     target = Target(
         options.base_url,
         tokens,
@@ -193,17 +197,37 @@ def verify(options: VerifyOptions, progress: Progress | None = None) -> Report:
         stream_path=profile.stream_path,
     )
     with target:
-        _preflight(target, options.preflight_timeout)
-        usage = _token_usage(target)
-        try:
-            _run_parts(options, target=target, checker=checker, budgets=budgets, report=report, sink=sink)
-        finally:
-            report.archived = _archive_created(target, created)
-            _restore_token_usage(target, usage)
+        if sse:
+            _verify_sse(options, profile, target=target, budgets=budgets, report=report, sink=sink)
+        else:
+            _verify_threads(options, profile, target=target, budgets=budgets, report=report, sink=sink)
     streaming = [p for p in ("schema", "stream", "behaviour", "operations") if p in options.only]
     report.budget = {p: PartBudget(budgets[p].granted, budgets[p].used, budgets[p].left_out) for p in streaming}
     report.seconds = time.monotonic() - started
     return report
+
+
+def _verify_threads(
+    options: VerifyOptions,
+    profile: ApiProfile,
+    *,
+    target: Target,
+    budgets: dict[str, Budget],
+    report: Report,
+    sink: Progress,
+) -> None:
+    """A chat API with sessions and threads (NDJSON stream): every part it has."""
+    assert options.spec is not None
+    spec = SpecIndex.from_file(options.spec)
+    checker = StreamChecker(spec.schema_validator(profile.stream_item_schema), profile.traits)
+    _preflight(target, options.preflight_timeout)
+    usage = _token_usage(target)
+    created = budgets["stream"].created
+    try:
+        _run_parts(options, target=target, checker=checker, budgets=budgets, report=report, sink=sink)
+    finally:
+        report.archived = _archive_created(target, created)
+        _restore_token_usage(target, usage)
 
 
 def _profile_parts(options: VerifyOptions, profile: ApiProfile) -> tuple[str, ...]:
@@ -217,44 +241,42 @@ def _profile_parts(options: VerifyOptions, profile: ApiProfile) -> tuple[str, ..
     return options.only
 
 
-def _verify_sse(options: VerifyOptions, profile: ApiProfile, sink: Progress) -> Report:
+def _verify_sse(
+    options: VerifyOptions,
+    profile: ApiProfile,
+    *,
+    target: Target,
+    budgets: dict[str, Budget],
+    report: Report,
+    sink: Progress,
+) -> None:
     """A chat API without sessions or threads (SSE stream): the schema part and the SSE stream part."""
     assert options.spec is not None
     spec = SpecIndex.from_file(options.spec)
     validator = spec.schema_validator(profile.stream_item_schema)
-    stream_share = min(SSE_STREAM_PART_STREAMS, options.max_streams) if "stream" in options.only else 0
-    plan = {"schema": options.max_streams - stream_share if "schema" in options.only else 0, "stream": stream_share}
-    budgets = {part: Budget(plan.get(part, 0)) for part in PARTS}
-    report = Report(max_streams=options.max_streams)
-    started = time.monotonic()
-    tokens = Tokens(options.token, options.other_token, options.staff_token)
-    target = Target(
-        options.base_url,
-        tokens,
-        app=options.app,
-        stream_timeout=options.stream_timeout,
-        stream_path=profile.stream_path,
-    )
-    with target:
-        _preflight_invoke(target, options.preflight_timeout)
-        runs: dict[str, Callable[[], list[CheckResult]]] = {
-            "schema": lambda: _schema(options, budgets["schema"], lambda: sink.case_done("schema", 0)),
-            "stream": lambda: SseStreamScenarios(
-                target,
-                lambda item: record_problems(validator, item),
-                budgets["stream"],
-                lambda: sink.case_done("stream", 0),
-            ).run(),
-        }
-        for part in options.only:
-            sink.part_started(part, budgets[part].granted)
-            began = time.monotonic()
-            results = _guarded(part, runs[part], target)
-            sink.part_finished(part, results, time.monotonic() - began)
-            report.results += results
-    report.budget = {p: PartBudget(budgets[p].granted, budgets[p].used, budgets[p].left_out) for p in options.only}
-    report.seconds = time.monotonic() - started
-    return report
+    _preflight_invoke(target, options.preflight_timeout)
+    runs: dict[str, Callable[[], list[CheckResult]]] = {
+        "schema": lambda: _schema(options, budgets["schema"], lambda: sink.case_done("schema", 0)),
+        "stream": lambda: SseStreamScenarios(
+            target,
+            lambda item: record_problems(validator, item),
+            budgets["stream"],
+            lambda: sink.case_done("stream", 0),
+        ).run(),
+    }
+    for part in options.only:
+        report.results += _run_part(part, runs[part], target, budgets[part], sink)
+
+
+def _run_part(
+    part: str, run: Callable[[], list[CheckResult]], target: Target, budget: Budget, sink: Progress
+) -> list[CheckResult]:
+    """One part, told to the progress view as it starts and ends."""
+    sink.part_started(part, budget.granted)
+    began = time.monotonic()
+    results = _guarded(part, run, target)
+    sink.part_finished(part, results, time.monotonic() - began)
+    return results
 
 
 def _preflight_invoke(target: Target, timeout: float) -> None:
@@ -297,11 +319,7 @@ def _run_parts(
     for part in PARTS:
         if part not in options.only:
             continue
-        sink.part_started(part, budgets[part].granted)
-        began = time.monotonic()
-        results = _guarded(part, runs[part], target)
-        sink.part_finished(part, results, time.monotonic() - began)
-        report.results += results
+        report.results += _run_part(part, runs[part], target, budgets[part], sink)
         if part == "schema" and "behaviour" in options.only:
             budgets["behaviour"].grant(budgets["schema"].streams_left)  # what the schema part did not need
             budgets["schema"].grant(-budgets["schema"].streams_left)
@@ -510,4 +528,8 @@ def _archive_created(target: Target, created: dict[str, set[str]]) -> int:
 
 
 def _marked(row: dict[str, Any]) -> bool:
-    return str(row.get("content", "")).startswith(MARK) and isinstance(row.get("thread"), str)
+    """A message the suite sent: its text (`content`, or the first block's) starts with the mark."""
+    blocks = row.get("blocks")
+    first = blocks[0] if isinstance(blocks, list) and blocks and isinstance(blocks[0], dict) else {}
+    text = row["content"] if "content" in row else first.get("content", "")
+    return str(text).startswith(MARK) and isinstance(row.get("thread"), str)
