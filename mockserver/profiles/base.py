@@ -36,7 +36,12 @@ class ApiTraits:
     feedback: bool = False  # `POST /api/chat-messages/{uuid}/feedback/`
     stats: bool = False  # `GET /api/chat-threads/stats/`
     # The message fields only staff and support see (a regular user's rows lack them).
-    staff_message_fields: tuple[str, ...] = ("is_flagged", "injection_score", "injection_severity", "injection_categories")
+    staff_message_fields: tuple[str, ...] = (
+        "is_flagged",
+        "injection_score",
+        "injection_severity",
+        "injection_categories",
+    )
 
 
 @dataclass(frozen=True)
