@@ -1,20 +1,28 @@
-"""`verify --api 8.1`: its schema part passes against the mock's 8.1 profile and catches 8.1 mutants.
+"""`verify --api 8.1`: its schema and stream parts pass against the mock's 8.1 profile and catch 8.1 mutants.
 
-Only the schema part (schemathesis over the 8.1 spec, streams included) applies to 8.1 so
-far; the stream-grammar and behaviour parts of 8.0.5 read `content` and `update_thread_name`,
-so they are not offered for 8.1 (a usage error, never a pass). Each mutant is the mock with
-one 8.1 rule broken by an ASGI wrapper that rewrites one answer.
+The schema part is schemathesis over the 8.1 spec; the stream part checks 8.1's grammar
+(no `load`, the `w` warning right after the thread), blocks against the streamed records,
+the server's thread names and cancel. A part the profile does not list is a usage error,
+never a pass. A schema mutant is the mock with one answer rewritten by an ASGI wrapper; a
+stream mutant is that, or the mock with one piece of its 8.1 turn replaced.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
 import pytest
-from starlette.types import ASGIApp, Message
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver.app import MockApp, ServerOptions, create_app
-from mockserver.contract.runner import Report, UsageError, VerifyOptions, verify
+from mockserver.chat.blocks import BlockCollector, text_block
+from mockserver.chat.turn_v8_1 import Turn81
+from mockserver.contract.runner import Report, UsageError, VerifyOptions, plan_budget, stream_part_streams, verify
+from mockserver.engine.base import StreamItem
+from mockserver.errors import Conflict
+from mockserver.profiles import get_profile
+from mockserver.store import ChatStore, Thread
 from tests.test_contract_7_9_4 import Rewrite, Rewriting, _status
 
 
@@ -73,13 +81,30 @@ MUTANTS: dict[str, tuple[tuple[str, str], Rewrite, str]] = {
 }
 
 
+STREAM_CHECKS = (
+    "stream.new_thread",
+    "stream.server_names_thread",
+    "stream.follow_up",
+    "stream.reload",
+    "stream.edit_refusals",
+    "stream.edit",
+    "stream.staff_visibility",
+    "stream.cancel_mid_stream",
+    "stream.cancel_owner_only",
+    "stream.cancel_idempotent",
+)
+
+
 def test_the_8_1_mock_passes() -> None:
     mock = app_8_1()
-    report = run(mock)
+    report = run(mock, staff_token="staff-token")
     assert report.outcome == "honoured", [(r.check, r.message) for r in report.failed + report.incomplete]
     checks = {r.check: r.verdict for r in report.results}
     assert checks["schema.response_schema_conformance"] == "passed"
     assert checks["schema.not_a_server_error"] == "passed"
+    assert {name: checks.get(name) for name in STREAM_CHECKS} == dict.fromkeys(STREAM_CHECKS, "passed")
+    assert "stream.title_call" not in checks, "8.1 has no client title call"
+    assert report.budget["stream"].used == stream_part_streams(get_profile("8.1").traits) == 5
     assert not mock.violations.drain()
 
 
@@ -87,11 +112,245 @@ def test_the_8_1_mock_passes() -> None:
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_an_8_1_mutant_is_caught(name: str) -> None:
     (method, path), rewrite, rule = MUTANTS[name]
-    report = run(Rewriting(app_8_1(), method, path, rewrite))
+    report = run(Rewriting(app_8_1(), method, path, rewrite), only=("schema",))
     assert rule in report.names("failed"), [(r.check, r.message) for r in report.results]
 
 
-def test_parts_not_built_for_8_1_are_refused() -> None:
-    for part in ("stream", "behaviour", "operations"):
-        with pytest.raises(UsageError):
+def test_a_part_the_profile_does_not_list_is_a_usage_error() -> None:
+    profile = get_profile("8.1")
+    missing = [
+        part for part in ("stream", "behaviour", "operations", "configuration") if part not in profile.contract_parts
+    ]
+    assert missing, "every part applies to 8.1: this test has nothing left to refuse"
+    for part in missing:
+        with pytest.raises(UsageError, match=f"no {part} part"):
             run(app_8_1(), only=(part,))
+
+
+def test_the_stream_part_reserves_its_streams_for_8_1() -> None:
+    """New thread, follow-up, reload, edit and the cancelled stream; no title call."""
+    streams = stream_part_streams(get_profile("8.1").traits)
+    assert streams == 5 and stream_part_streams(get_profile("8.0.5").traits) == 5
+    assert plan_budget(12, ("schema", "stream"), streams) == {
+        "schema": 7,
+        "stream": 5,
+        "behaviour": 0,
+        "operations": 0,
+        "configuration": 0,
+    }
+
+
+# -- the stream part ----------------------------------------------------------------
+def run_stream(target: ASGIApp) -> Report:
+    return run(target, only=("stream",), max_streams=10, staff_token="staff-token")
+
+
+def _records_after(match: bytes, extra: bytes) -> Rewrite:
+    """Insert `extra` (whole lines) before or after each stream record that starts with `match`."""
+
+    def rewrite(message: Message) -> Message:
+        body = message.get("body", b"") if message["type"] == "http.response.body" else b""
+        if body.startswith(match):
+            return {**message, "body": extra.replace(b"$", body)}
+        return message
+
+    return rewrite
+
+
+class Cancels:
+    """The app, with the answers of `POST /api/chat-threads/{uuid}/cancel/` passed through `rewrite`."""
+
+    def __init__(self, app: ASGIApp, rewrite: Rewrite):
+        self.app, self.rewrite = app, rewrite
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/cancel/"):
+            await self.app(scope, receive, send)
+            return
+
+        async def sending(message: Message) -> None:
+            await send(self.rewrite(message))
+
+        await self.app(scope, receive, sending)
+
+
+async def _adapt_silent_after_cancel(self: Turn81, items: AsyncGenerator[StreamItem, None]) -> Any:
+    """After a cancel nothing more is sent: no content, and no final m either."""
+    async for item in items:
+        if self.cancelled():
+            continue
+        if isinstance(item, dict) and "m" not in item:
+            self.collector.add(item)
+        yield item
+
+
+async def _adapt_ignoring_cancel(self: Turn81, items: AsyncGenerator[StreamItem, None]) -> Any:
+    """The cancel is recorded but the stream goes on to the end."""
+    async for item in items:
+        if isinstance(item, dict) and "m" not in item:
+            self.collector.add(item)
+        yield item
+
+
+async def _adapt_collecting_unsent(self: Turn81, items: AsyncGenerator[StreamItem, None]) -> Any:
+    """After a cancel the answer is stored whole, although only its start was sent."""
+    async for item in items:
+        if isinstance(item, dict) and "m" not in item:
+            self.collector.add(item)
+            if self.cancelled():
+                continue
+        yield item
+
+
+def _collect_each_delta(self: BlockCollector, record: dict[str, Any]) -> None:
+    """Each markdown delta stored as a block of its own (they are not joined)."""
+    if record.get("k") == "markdown":
+        self.blocks.append(text_block(len(self.blocks), "markdown", record["c"]))
+    else:
+        ORIGINAL["add"](self, record)
+
+
+def _second_cancel_refused(self: ChatStore, thread: Thread) -> None:
+    if thread.cancel_requests:
+        raise Conflict("A cancel was already requested.")
+    thread.cancel_requests += 1
+
+
+def _always_named(self: Turn81, closing: Any) -> None:
+    self.new_thread = True
+    ORIGINAL["after_finish"](self, closing)
+
+
+STREAM = ("POST", "/api/chat/stream/")
+ORIGINAL: dict[str, Callable[..., Any]] = {"after_finish": Turn81.after_finish, "add": BlockCollector.add}
+Patch = tuple[type, str, Callable[..., Any]]
+# name: (patches of the mock, a wrapper around the app or None, the check, the rule it breaks)
+STREAM_MUTANTS: dict[str, tuple[list[Patch], Callable[[ASGIApp], ASGIApp] | None, str, str]] = {
+    # 8.0.5's tool-call marker left on the 8.1 wire.
+    "load_record": (
+        [],
+        lambda app: Rewriting(
+            app, "POST", "/api/chat/stream/", _records_after(b'{"k":', b'{"k":"load","t":"tool"}\n$')
+        ),
+        "stream.new_thread",
+        "stream.grammar.no_load",
+    ),
+    # The PII warning sent after the answer started.
+    "warning_after_content": (
+        [],
+        lambda app: Rewriting(app, *STREAM, _records_after(b'{"k":', b'${"w":"PII"}\n')),
+        "stream.new_thread",
+        "stream.grammar.warning_after_thread",
+    ),
+    # Stored blocks still streaming.
+    "blocks_not_complete": (
+        [],
+        lambda app: Rewriting(
+            app, "GET", "/api/chat-messages/", _body(b'"status":"complete"', b'"status":"streaming"')
+        ),
+        "stream.new_thread",
+        "stream.block_shapes",
+    ),
+    # Markdown deltas stored one block each: the blocks no longer reassemble into the records.
+    "blocks_not_joined": (
+        [(BlockCollector, "add", _collect_each_delta)],
+        None,
+        "stream.new_thread",
+        "stream.reassembly",
+    ),
+    # The server does not name a new thread.
+    "thread_not_named": ([(Turn81, "_name_thread", lambda self: None)], None, "stream.server_names_thread", ""),
+    # Every turn names the thread again, follow-ups included.
+    "follow_up_renames": (
+        [(Turn81, "after_finish", _always_named)],
+        None,
+        "stream.follow_up",
+        "stream.follow_up_keeps_name",
+    ),
+    # A cancel mid-stream ends the stream without the final m.
+    "cancel_drops_final_m": (
+        [(Turn81, "adapt", _adapt_silent_after_cancel)],
+        None,
+        "stream.cancel_mid_stream",
+        "stream.cancel_final_m",
+    ),
+    # A cancel mid-stream is answered 200 and ignored.
+    "cancel_ignored": (
+        [(Turn81, "adapt", _adapt_ignoring_cancel)],
+        None,
+        "stream.cancel_mid_stream",
+        "stream.cancel_stops_content",
+    ),
+    # The whole answer is stored although the cancel cut it short on the wire.
+    "cancel_stores_unsent": (
+        [(Turn81, "adapt", _adapt_collecting_unsent)],
+        None,
+        "stream.cancel_mid_stream",
+        "stream.cancel_keeps_partial",
+    ),
+    # Anyone may cancel any thread, unknown ones too.
+    "cancel_not_owner_only": (
+        [],
+        lambda app: Cancels(app, _status(404, 200)),
+        "stream.cancel_owner_only",
+        "",
+    ),
+    # A second cancel of the same thread is refused.
+    "cancel_not_idempotent": (
+        [(ChatStore, "request_cancel", _second_cancel_refused)],
+        None,
+        "stream.cancel_idempotent",
+        "",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(STREAM_MUTANTS))
+def test_an_8_1_stream_mutant_is_caught(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    patches, wrap, check, rule = STREAM_MUTANTS[name]
+    for owner, attribute, replacement in patches:
+        monkeypatch.setattr(owner, attribute, replacement)
+    mock = create_app(ServerOptions(api="8.1", speed=0, validate_responses=False))
+    report = run_stream(wrap(mock) if wrap else mock)
+    failed = {r.check: r for r in report.failed}
+    assert check in failed, [(r.check, r.verdict, r.message) for r in report.results]
+    assert failed[check].diagnosis == (rule or check), failed[check].message
+    assert failed[check].steps, "a failure comes with the requests that reproduce it"
+
+
+def test_the_unmutated_mock_passes_the_same_stream_runs() -> None:
+    report = run_stream(create_app(ServerOptions(api="8.1", speed=0, validate_responses=False)))
+    assert report.outcome == "honoured", [(r.check, r.message) for r in report.failed + report.incomplete]
+
+
+class Buffering:
+    """A proxy that holds each stream's body back and sends it in one piece at its end."""
+
+    def __init__(self, app: ASGIApp):
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (scope["method"], scope["path"]) != STREAM:
+            await self.app(scope, receive, send)
+            return
+        held: list[bytes] = []
+
+        async def sending(message: Message) -> None:
+            if message["type"] != "http.response.body":
+                await send(message)
+            elif message.get("more_body", False):
+                held.append(message.get("body", b""))
+            else:
+                await send({**message, "body": b"".join(held) + message.get("body", b"")})
+
+        await self.app(scope, receive, sending)
+
+
+def test_a_cancel_that_comes_too_late_is_skipped_not_passed() -> None:
+    """Behind a buffering proxy the first content record arrives with the final m: the cancel
+    is answered only after the stream ended, so the check says so and the verdict is incomplete."""
+    report = run_stream(Buffering(app_8_1()))
+    result = next(r for r in report.results if r.check == "stream.cancel_mid_stream")
+    assert (result.verdict, result.skip) == ("skipped", "not_checked"), result.message
+    assert "had ended before the cancel" in result.message
+    assert report.outcome == "incomplete"

@@ -29,7 +29,7 @@ CANCEL_POLL_RECORDS = 5
 # Against the mock, a long scripted answer with an (unscaled) pause after its first records
 # leaves time to cancel mid-stream even at speed 0; a real server ignores both headers.
 LONG_SCENARIO = "long-answer"
-LONG_STREAM_FAULT = "stall_after_chunks=20; stall_seconds=1"
+LONG_STREAM_FAULT = "stall_after_chunks=20; stall_seconds=0.5"
 
 
 def attempt(part: str, name: str, body: Callable[[], str | None], target: Target) -> CheckResult:
@@ -335,7 +335,7 @@ class StreamScenarios:
         if during.response.status_code != 200:
             message = f"the owner's cancel answered {during.response.status_code} during the stream"
             raise ContractViolation("stream.cancel_answered", message, [step, cancel_step])
-        if during.answered_at >= capture.finished_at():
+        if during.answered_at >= capture.ended_at:
             raise Skipped("the stream had ended before the cancel was answered: nothing was left to stop")
         received = capture.records()
         if not received or "assistant_message_uuid" not in received[-1].get("m", {}):

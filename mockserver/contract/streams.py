@@ -187,14 +187,14 @@ def _blocks_problem(
     expect: StreamExpectation,
 ) -> tuple[str, str] | None:
     """(rule, what is wrong) of stored blocks against the stream, or None when they agree."""
-    if user is not None and expect.input is not None:
-        wanted = [{"id": "blk_0", "key": "markdown", "status": BLOCK_COMPLETE, "content": expect.input}]
-        if user.get("blocks") != wanted:
-            return "stream.user_message_blocks", f"the user message's blocks are {user.get('blocks')!r}, not {wanted!r}"
     blocks = assistant.get("blocks")
     shape = block_shape_problem(blocks)
     if shape:
         return "stream.block_shapes", shape
+    if user is not None and expect.input is not None:
+        wanted = [{"id": "blk_0", "key": "markdown", "status": BLOCK_COMPLETE, "content": expect.input}]
+        if user.get("blocks") != wanted:
+            return "stream.user_message_blocks", f"the user message's blocks are {user.get('blocks')!r}, not {wanted!r}"
     assert isinstance(blocks, list)
     # Tool-call blocks (`key: tool`) record calls the wire never shows: only content blocks are compared.
     stored = records_of_blocks([b for b in blocks if b["key"] != "tool"])

@@ -25,7 +25,7 @@ from mockserver.profiles import get_profile
 
 # In-process, what the app sends on the current stream (the ASGI transport hands a body over
 # only whole, so the suite watches the app's own sends to see a stream as it goes).
-_BODY_WATCH: ContextVar[Callable[[bytes], None] | None] = ContextVar("body_watch", default=None)
+_BODY_WATCH: ContextVar[Callable[[bytes, bool], None] | None] = ContextVar("body_watch", default=None)
 
 
 @dataclass(frozen=True)
@@ -46,10 +46,7 @@ class StreamCapture:
     timed_out: bool = False
     timed: bool = True  # False when the transport buffers (in-process)
     error: str = ""  # the connection broke (e.g. closed mid-stream): what the client saw
-
-    def finished_at(self) -> float:
-        """Seconds from the send to the last piece of the body (0 when nothing came)."""
-        return self.arrivals[-1][0] if self.arrivals else 0.0
+    ended_at: float = 0.0  # seconds from the send until the body was over (or the connection gone)
 
     def records(self) -> list[dict[str, Any]]:
         """Parsed records of complete lines (lines that do not parse are skipped, as homeport does)."""
@@ -100,8 +97,8 @@ def _watched(app: Any) -> Any:
             return
 
         async def sending(message: Any) -> None:
-            if message["type"] == "http.response.body" and message.get("body"):
-                watch(message["body"])
+            if message["type"] == "http.response.body":
+                watch(message.get("body", b""), message.get("more_body", False))
             await send(message)
 
         await app(scope, receive, sending)
@@ -192,8 +189,14 @@ class Target:
         seen: list[bytes] = []
         arrivals: list[tuple[float, int]] = []
         due = anyio.Event()
+        ended_at = 0.0
 
-        def arrived(chunk: bytes) -> None:
+        def arrived(chunk: bytes, more: bool = True) -> None:
+            nonlocal ended_at
+            if not more:  # in-process: the app's last body message, the end of the body on the wire
+                ended_at = time.perf_counter() - started
+            if not chunk:
+                return
             seen.append(chunk)
             arrivals.append((time.perf_counter() - started, sum(map(len, seen))))
             if interruption is not None and not due.is_set() and interruption.ready(b"".join(seen)):
@@ -217,6 +220,7 @@ class Target:
                     error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
                 finally:
                     _BODY_WATCH.reset(token)
+                    ended_at = ended_at or time.perf_counter() - started
                 if not due.is_set():
                     group.cancel_scope.cancel()  # the stream ended first: the interruption is never sent
         whole = b"".join(chunks)
@@ -224,6 +228,7 @@ class Target:
             arrivals = [(time.perf_counter() - started, len(whole))]
         capture = StreamCapture(status, response_headers, whole, arrivals, deadline.cancelled_caught)
         capture.timed, capture.error = not self.in_process, error
+        capture.ended_at = ended_at
         return capture
 
     async def _interrupt(self, interruption: Interruption, due: anyio.Event, started: float) -> None:
