@@ -1,10 +1,11 @@
 """Run the contract suite against a target and collect one verdict per check.
 
 Parts: `schema` (schemathesis), `stream` (fixed stream scenarios), `behaviour` (the state
-machine) and `configuration` (only where the target can be switched). Safe against real
+machine) and `configuration` (only where the target can be switched); a profile lists the
+parts that apply to it and its traits choose what they expect. Safe against real
 deployments: streams are capped by `max_streams`, inputs carry a recognisable prefix,
-nothing runs in parallel, every stream has a deadline, and the threads the suite created
-are archived at the end.
+nothing runs in parallel (but a cancel sent during its own stream), every stream has a
+deadline, and the threads the suite created are archived at the end.
 """
 
 from __future__ import annotations
