@@ -106,6 +106,45 @@ def _watched(app: Any) -> Any:
     return watched
 
 
+@dataclass
+class _Reading:
+    """One stream while it is read: what came, and when (seconds since it was sent)."""
+
+    started: float
+    interruption: Interruption | None
+    watched: bool  # in-process: pieces are seen as the app sends them, not as the transport delivers
+    status: int = 0
+    headers: httpx.Headers = field(default_factory=httpx.Headers)
+    chunks: list[bytes] = field(default_factory=list)  # as delivered
+    seen: list[bytes] = field(default_factory=list)  # as they arrived (or were sent, in-process)
+    arrivals: list[tuple[float, int]] = field(default_factory=list)
+    error: str = ""
+    ended_at: float = 0.0
+    due: anyio.Event = field(default_factory=anyio.Event)  # the interruption is to be sent
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def arrived(self, chunk: bytes, more: bool = True) -> None:
+        if not more:  # in-process: the app's last body message, the end of the body on the wire
+            self.ended_at = self.elapsed()
+        if not chunk:
+            return
+        self.seen.append(chunk)
+        self.arrivals.append((self.elapsed(), sum(map(len, self.seen))))
+        if self.interruption is not None and not self.due.is_set() and self.interruption.ready(b"".join(self.seen)):
+            self.due.set()
+
+    def capture(self, timed_out: bool) -> StreamCapture:
+        whole = b"".join(self.chunks)
+        arrivals = self.arrivals
+        if sum(map(len, self.seen)) != len(whole):  # in-process, the app sent what the transport did not deliver
+            arrivals = [(self.elapsed(), len(whole))]
+        capture = StreamCapture(self.status, self.headers, whole, arrivals, timed_out)
+        capture.timed, capture.error, capture.ended_at = not self.watched, self.error, self.ended_at
+        return capture
+
+
 class Target:
     """A chat API implementation to check. Use as a context manager."""
 
@@ -184,60 +223,40 @@ class Target:
     async def _stream(
         self, body: dict[str, Any], headers: dict[str, str], interruption: Interruption | None
     ) -> StreamCapture:
-        assert self._client is not None
-        started = time.perf_counter()
-        seen: list[bytes] = []
-        arrivals: list[tuple[float, int]] = []
-        due = anyio.Event()
-        ended_at = 0.0
-
-        def arrived(chunk: bytes, more: bool = True) -> None:
-            nonlocal ended_at
-            if not more:  # in-process: the app's last body message, the end of the body on the wire
-                ended_at = time.perf_counter() - started
-            if not chunk:
-                return
-            seen.append(chunk)
-            arrivals.append((time.perf_counter() - started, sum(map(len, seen))))
-            if interruption is not None and not due.is_set() and interruption.ready(b"".join(seen)):
-                due.set()
-
-        chunks: list[bytes] = []
-        status, response_headers, error = 0, httpx.Headers(), ""
+        reading = _Reading(time.perf_counter(), interruption, watched=self.in_process)
         with anyio.move_on_after(self.stream_timeout) as deadline:
             async with anyio.create_task_group() as group:
                 if interruption is not None:
-                    group.start_soon(self._interrupt, interruption, due, started)
-                token = _BODY_WATCH.set(arrived if self.in_process else None)
-                try:
-                    async with self._client.stream("POST", self.stream_path, json=body, headers=headers) as response:
-                        status, response_headers = response.status_code, response.headers
-                        async for chunk in response.aiter_raw():
-                            chunks.append(chunk)
-                            if not self.in_process:
-                                arrived(chunk)
-                except httpx.TransportError as exc:  # a dropped connection is a finding with its request
-                    error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-                finally:
-                    _BODY_WATCH.reset(token)
-                    ended_at = ended_at or time.perf_counter() - started
-                if not due.is_set():
+                    group.start_soon(self._interrupt, interruption, reading)
+                await self._read(body, headers, reading)
+                if not reading.due.is_set():
                     group.cancel_scope.cancel()  # the stream ended first: the interruption is never sent
-        whole = b"".join(chunks)
-        if sum(map(len, seen)) != len(whole):  # in-process, the app sent what the transport did not deliver
-            arrivals = [(time.perf_counter() - started, len(whole))]
-        capture = StreamCapture(status, response_headers, whole, arrivals, deadline.cancelled_caught)
-        capture.timed, capture.error = not self.in_process, error
-        capture.ended_at = ended_at
-        return capture
+        return reading.capture(deadline.cancelled_caught)
 
-    async def _interrupt(self, interruption: Interruption, due: anyio.Event, started: float) -> None:
+    async def _read(self, body: dict[str, Any], headers: dict[str, str], reading: _Reading) -> None:
+        """Read the stream into `reading` (in-process, its pieces are seen as the app sends them)."""
         assert self._client is not None
-        await due.wait()
+        token = _BODY_WATCH.set(reading.arrived if reading.watched else None)
+        try:
+            async with self._client.stream("POST", self.stream_path, json=body, headers=headers) as response:
+                reading.status, reading.headers = response.status_code, response.headers
+                async for chunk in response.aiter_raw():
+                    reading.chunks.append(chunk)
+                    if not reading.watched:
+                        reading.arrived(chunk)
+        except httpx.TransportError as exc:  # a dropped connection is a finding with its request
+            reading.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        finally:
+            _BODY_WATCH.reset(token)
+            reading.ended_at = reading.ended_at or reading.elapsed()
+
+    async def _interrupt(self, interruption: Interruption, reading: _Reading) -> None:
+        assert self._client is not None
+        await reading.due.wait()
         _BODY_WATCH.set(None)  # this task's own request is not the stream
         headers = self._headers(interruption.token, None)
         interruption.response = await self._client.request(interruption.method, interruption.path, headers=headers)
-        interruption.answered_at = time.perf_counter() - started
+        interruption.answered_at = reading.elapsed()
 
     def broken(self, capture: StreamCapture, body: Any) -> Step | None:
         """The step of a stream whose connection broke, or None when it did not."""
