@@ -12,15 +12,22 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable
 from typing import Any
 
+import httpx
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver.app import MockApp, ServerOptions, create_app
 from mockserver.chat.blocks import BlockCollector, text_block
 from mockserver.chat.turn_v8_1 import Turn81
+from mockserver.contract.findings import ContractViolation, Step
 from mockserver.contract.runner import Report, UsageError, VerifyOptions, plan_budget, stream_part_streams, verify
+from mockserver.contract.streams import StreamChecker, StreamExpectation, is_prefix
+from mockserver.contract.target import StreamCapture
 from mockserver.engine.base import StreamItem
+from mockserver.engine.records import encode_record
 from mockserver.errors import Conflict
+from mockserver.openapi.loader import SpecIndex
+from mockserver.openapi.sequential import NDJSON
 from mockserver.profiles import get_profile
 from mockserver.store import ChatStore, Thread
 from tests.test_contract_7_9_4 import Rewrite, Rewriting, _status
@@ -354,3 +361,45 @@ def test_a_cancel_that_comes_too_late_is_skipped_not_passed() -> None:
     assert (result.verdict, result.skip) == ("skipped", "not_checked"), result.message
     assert "had ended before the cancel" in result.message
     assert report.outcome == "incomplete"
+
+
+# -- the 8.1 grammar and the prefix rule, record by record ------------------------------
+THREAD = "a" * 32
+FINAL = {"m": {"user_message_uuid": "b" * 32, "assistant_message_uuid": "c" * 32}}
+
+
+def check_8_1(*records: dict[str, Any]) -> list[dict[str, Any]]:
+    profile = get_profile("8.1")
+    checker = StreamChecker(SpecIndex.from_file(profile.spec_file).schema_validator(profile.stream_item_schema), profile.traits)
+    body = b"".join(encode_record(record) for record in ({"m": {"thread_uuid": THREAD}}, *records, FINAL))
+    capture = StreamCapture(200, httpx.Headers({"content-type": NDJSON}), body)
+    return checker.check(capture, StreamExpectation(), Step("POST", "/api/chat/stream/"))
+
+
+def test_a_warning_right_after_the_thread_is_8_1_grammar() -> None:
+    records = check_8_1({"w": "Personal data."}, {"k": "markdown", "c": "Hi"})
+    assert [next(iter(r)) for r in records] == ["m", "w", "k", "m"]
+
+
+@pytest.mark.parametrize(
+    ("records", "rule"),
+    [
+        (({"k": "markdown", "c": "Hi"}, {"w": "Personal data."}), "stream.grammar.warning_after_thread"),
+        (({"k": "load", "t": "tool"}, {"k": "markdown", "c": "Hi"}), "stream.grammar.no_load"),
+    ],
+    ids=["warning_after_content", "load"],
+)
+def test_8_1_grammar_violations(records: tuple[dict[str, Any], ...], rule: str) -> None:
+    with pytest.raises(ContractViolation) as caught:
+        check_8_1(*records)
+    assert caught.value.check == rule
+
+
+def test_a_cancelled_answer_is_a_prefix_of_the_stream() -> None:
+    streamed = [{"k": "markdown", "c": "Hello there"}, {"k": "code", "c": "x = 1", "t": "python"}]
+    assert is_prefix([], streamed)
+    assert is_prefix([{"k": "markdown", "c": "Hello"}], streamed)  # the last markdown block cut short
+    assert is_prefix(streamed, streamed)
+    assert not is_prefix([{"k": "markdown", "c": "Help"}], streamed)
+    assert not is_prefix([{"k": "markdown", "c": "Hello"}, {"k": "code", "c": "x = 1", "t": "python"}], streamed)
+    assert not is_prefix([*streamed, {"k": "markdown", "c": "more"}], streamed)
