@@ -370,7 +370,8 @@ FINAL = {"m": {"user_message_uuid": "b" * 32, "assistant_message_uuid": "c" * 32
 
 def check_8_1(*records: dict[str, Any]) -> list[dict[str, Any]]:
     profile = get_profile("8.1")
-    checker = StreamChecker(SpecIndex.from_file(profile.spec_file).schema_validator(profile.stream_item_schema), profile.traits)
+    validator = SpecIndex.from_file(profile.spec_file).schema_validator(profile.stream_item_schema)
+    checker = StreamChecker(validator, profile.traits)
     body = b"".join(encode_record(record) for record in ({"m": {"thread_uuid": THREAD}}, *records, FINAL))
     capture = StreamCapture(200, httpx.Headers({"content-type": NDJSON}), body)
     return checker.check(capture, StreamExpectation(), Step("POST", "/api/chat/stream/"))
