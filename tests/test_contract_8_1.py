@@ -16,7 +16,9 @@ import httpx
 import pytest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from mockserver.api import endpoints_v8_1
 from mockserver.app import MockApp, ServerOptions, create_app
+from mockserver.chat import turn_v8_1
 from mockserver.chat.blocks import BlockCollector, text_block
 from mockserver.chat.turn_v8_1 import Turn81
 from mockserver.contract.findings import ContractViolation, Step
@@ -102,6 +104,14 @@ STREAM_CHECKS = (
 )
 
 
+CONFIGURATION_CHECKS = (
+    "configuration.chat_disabled",
+    "configuration.token_quota",
+    "configuration.role_gate",
+    "configuration.global_budget",
+)
+
+
 def test_the_8_1_mock_passes() -> None:
     mock = app_8_1()
     report = run(mock, staff_token="staff-token")
@@ -111,6 +121,7 @@ def test_the_8_1_mock_passes() -> None:
     assert checks["schema.not_a_server_error"] == "passed"
     assert {name: checks.get(name) for name in STREAM_CHECKS} == dict.fromkeys(STREAM_CHECKS, "passed")
     assert "stream.title_call" not in checks, "8.1 has no client title call"
+    assert {name: checks.get(name) for name in CONFIGURATION_CHECKS} == dict.fromkeys(CONFIGURATION_CHECKS, "passed")
     assert report.budget["stream"].used == stream_part_streams(get_profile("8.1").traits) == 5
     assert not mock.violations.drain()
 
@@ -223,13 +234,22 @@ def _second_cancel_refused(self: ChatStore, thread: Thread) -> None:
     thread.cancel_requests += 1
 
 
+def _role_gate_409(settings: Any, user: Any) -> None:
+    if settings.enabled_roles != "all":
+        raise Conflict("AI Assistant is not available.")
+
+
 def _always_named(self: Turn81, closing: Any) -> None:
     self.new_thread = True
     ORIGINAL["after_finish"](self, closing)
 
 
 STREAM = ("POST", "/api/chat/stream/")
-ORIGINAL: dict[str, Callable[..., Any]] = {"after_finish": Turn81.after_finish, "add": BlockCollector.add}
+ORIGINAL: dict[str, Callable[..., Any]] = {
+    "after_finish": Turn81.after_finish,
+    "add": BlockCollector.add,
+    "rate_limited": turn_v8_1._rate_limited,
+}
 Patch = tuple[type, str, Callable[..., Any]]
 # name: (patches of the mock, a wrapper around the app or None, the check, the rule it breaks)
 STREAM_MUTANTS: dict[str, tuple[list[Patch], Callable[[ASGIApp], ASGIApp] | None, str, str]] = {
@@ -361,6 +381,46 @@ def test_a_cancel_that_comes_too_late_is_skipped_not_passed() -> None:
     assert (result.verdict, result.skip) == ("skipped", "not_checked"), result.message
     assert "had ended before the cancel" in result.message
     assert report.outcome == "incomplete"
+
+
+# -- the configuration part ---------------------------------------------------------
+def _without_retry_after(error: Any) -> Any:
+    error.headers = {}
+    return error
+
+
+CONFIGURATION_MUTANTS: dict[str, tuple[Patch, str]] = {
+    # 8.0.5's 409 for a caller the role setting leaves out.
+    "role_gate_409": ((endpoints_v8_1, "ensure_role_allowed", _role_gate_409), "configuration.role_gate_none"),
+    # One role text taken for another.
+    "role_gate_texts_mixed": (
+        (
+            turn_v8_1,
+            "ROLE_REFUSALS",
+            {**turn_v8_1.ROLE_REFUSALS, "staff": turn_v8_1.ROLE_REFUSALS["staff_and_support"]},
+        ),
+        "configuration.role_gate_staff",
+    ),
+    # The global budget's refusal without `Retry-After`.
+    "budget_without_retry_after": (
+        (turn_v8_1, "_rate_limited", lambda *args: _without_retry_after(ORIGINAL["rate_limited"](*args))),
+        "configuration.global_budget_global_minute_burst",
+    ),
+    # The token budget as the docstring has it: 503.
+    "token_budget_503": (
+        (turn_v8_1.RateLimited, "status_code", 503),
+        "configuration.global_budget_global_minute_burst",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGURATION_MUTANTS))
+def test_an_8_1_configuration_mutant_is_caught(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    (owner, attribute, replacement), rule = CONFIGURATION_MUTANTS[name]
+    monkeypatch.setattr(owner, attribute, replacement)
+    report = run(create_app(ServerOptions(api="8.1", speed=0, validate_responses=False)), only=("configuration",))
+    assert rule in report.names("failed"), [(r.check, r.verdict, r.message) for r in report.results]
+    assert all(r.steps for r in report.failed)
 
 
 # -- the 8.1 grammar and the prefix rule, record by record ------------------------------

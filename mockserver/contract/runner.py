@@ -315,7 +315,7 @@ def _run_parts(
         "stream": lambda: StreamScenarios(target, checker, budgets["stream"], tick("stream")).run(),
         "behaviour": lambda: [_behaviour(target, checker, budgets["behaviour"], options, tick("behaviour"))],
         "operations": lambda: OperationScenarios(target, budgets["operations"], tick("operations")).run(),
-        "configuration": lambda: ConfigurationScenarios(target, tick("configuration")).run(),
+        "configuration": lambda: ConfigurationScenarios(target, tick("configuration"), checker.traits).run(),
     }
     for part in PARTS:
         if part not in options.only:

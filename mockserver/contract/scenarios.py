@@ -22,6 +22,7 @@ from mockserver.contract.behaviour import MARK, Budget
 from mockserver.contract.findings import CheckResult, ContractViolation, SkipKind, Skipped, Step
 from mockserver.contract.streams import StreamChecker, StreamExpectation
 from mockserver.contract.target import Interruption, StreamCapture, Target
+from mockserver.profiles.base import ApiTraits
 
 DEFAULT_THREAD_NAME = "New chat"  # what a thread is called before anything names it
 # Waldur looks for a cancel every 5 content chunks, so up to that many may follow the cancel.
@@ -30,6 +31,14 @@ CANCEL_POLL_RECORDS = 5
 # leaves time to cancel mid-stream even at speed 0; a real server ignores both headers.
 LONG_SCENARIO = "long-answer"
 LONG_STREAM_FAULT = "stall_after_chunks=20; stall_seconds=0.5"
+# The role gate's refusals by the mock's `enabled_roles` switch: Waldur's texts, stated here
+# and not taken from the mock, so that a wrong text in the mock is caught.
+ROLE_REFUSALS = {
+    "none": "AI Assistant is not available.",
+    "staff": "AI Assistant is available to staff users only.",
+    "staff_and_support": "AI Assistant is available to staff and support users only.",
+    "misconfigured": "AI Assistant access is not configured correctly.",
+}
 
 
 def attempt(part: str, name: str, body: Callable[[], str | None], target: Target) -> CheckResult:
@@ -355,13 +364,42 @@ class StreamScenarios:
 
 
 class ConfigurationScenarios:
-    """Part 4, only where the target exposes the mock's `/__mock__/config`."""
+    """Part 4, only where the target exposes the mock's `/__mock__/config`.
 
-    NAMES = ("configuration.chat_disabled", "configuration.upstream_not_configured", "configuration.token_quota")
+    Where the order of the checks before a stream is not settled, only their answers are
+    checked (each switch alone, on an otherwise valid request), never which comes first."""
 
-    def __init__(self, target: Target, tick: Callable[[], None]):
+    SWITCHES = (
+        "chat_enabled",
+        "upstream_url_configured",
+        "upstream_token_configured",
+        "enabled_roles",
+        "global_requests_per_minute",
+        "global_daily_token_budget",
+    )
+
+    def __init__(self, target: Target, tick: Callable[[], None], traits: ApiTraits | None = None):
         self.target = target
         self.tick = tick
+        self.traits = traits or ApiTraits()
+        self.original: dict[str, Any] = {}
+
+    def scenarios(self, user: str) -> list[tuple[str, Callable[[], str | None]]]:
+        """The checks that apply to the API, each under its stable name."""
+        scenarios: list[tuple[str, Callable[[], str | None]]] = []
+        if self.traits.pre_stream_order_known:
+            scenarios += [
+                ("configuration.chat_disabled", self.chat_disabled),
+                ("configuration.upstream_not_configured", self.upstream_not_configured),
+            ]
+        else:
+            scenarios.append(("configuration.chat_disabled", self.chat_disabled_answer))
+        scenarios.append(("configuration.token_quota", lambda: self.token_quota(user)))
+        if self.traits.role_gate:
+            scenarios.append(("configuration.role_gate", self.role_gate))
+        if self.traits.global_budget:
+            scenarios.append(("configuration.global_budget", self.global_budget))
+        return scenarios
 
     def run(self) -> list[CheckResult]:
         probe = self.target.request("GET", "/__mock__/config")
@@ -370,21 +408,26 @@ class ConfigurationScenarios:
             reason = (
                 "the target cannot be switched (no /__mock__/config); a real deployment is configured by its admins"
             )
-            return [CheckResult("configuration", n, "skipped", reason, skip="not_applicable") for n in self.NAMES]
+            names = [name for name, _ in self.scenarios("")]
+            return [CheckResult("configuration", n, "skipped", reason, skip="not_applicable") for n in names]
+        self.original = original
         session = _json(self.target.request("GET", "/api/chat-sessions/current/", token=self.target.tokens.user))
         user = session["user_username"]  # the preflight checked it is there
-        scenarios = [self.chat_disabled, self.upstream_not_configured, lambda: self.token_quota(user)]
         results = []
         try:
-            for name, scenario in zip(self.NAMES, scenarios, strict=True):
+            for name, scenario in self.scenarios(user):
                 results.append(attempt("configuration", name, scenario, self.target))
                 self.tick()
             return results
         finally:
-            restore = {k: original[k] for k in ("chat_enabled", "upstream_url_configured", "upstream_token_configured")}
+            restore = {k: original[k] for k in self.SWITCHES if k in original}
             restore["token_limits"] = {user: original.get("token_limits", {}).get(user)}
             restore["token_usage"] = {user: original.get("token_usage", {}).get(user)}
             self.target.request("PATCH", "/__mock__/config", json=restore)
+
+    def restoring(self, patch: dict[str, Any]) -> dict[str, Any]:
+        """What undoes `patch`: the values the run started with."""
+        return {key: self.original.get(key) for key in patch}
 
     def configure(self, patch: dict[str, Any]) -> None:
         response = self.target.request("PATCH", "/__mock__/config", json=patch)
@@ -458,6 +501,60 @@ class ConfigurationScenarios:
                     {"detail": f"{period.capitalize()} token limit exceeded."},
                 )
         return "400 before 409; daily, weekly and monthly limits answer 409"
+
+    def chat_disabled_answer(self) -> str:
+        disabled = {"detail": "Extension is disabled."}
+        with self.switched({"chat_enabled": False}, {"chat_enabled": True}):
+            self.expect("configuration.chat_disabled", {"input": f"{MARK} x"}, self.target.tokens.user, 424, disabled)
+        return "424 for a valid request while chat is disabled"
+
+    def role_gate(self) -> str:
+        """Each role setting that leaves a regular user out answers 403 with its own text."""
+        for roles, text in ROLE_REFUSALS.items():
+            patch = {"enabled_roles": roles}
+            with self.switched(patch, self.restoring(patch)):
+                self.expect(
+                    f"configuration.role_gate_{roles}",
+                    {"input": f"{MARK} x"},
+                    self.target.tokens.user,
+                    403,
+                    {"detail": text},
+                )
+        return f"403 with its text for each of {', '.join(ROLE_REFUSALS)}"
+
+    def global_budget(self) -> str:
+        """A used-up global budget: 429, the rate-limit body and a `Retry-After` that agrees with it."""
+        for patch, code in (
+            ({"global_requests_per_minute": 0}, "global_minute_burst"),
+            ({"global_daily_token_budget": 0}, "global_daily_token"),
+        ):
+            with self.switched(patch, self.restoring(patch)):
+                body = {"input": f"{MARK} x"}
+                response = self.target.request(
+                    "POST", self.target.stream_path, json=body, token=self.target.tokens.user
+                )
+                problem = rate_limit_problem(response, code)
+                if problem:
+                    step = self.target.step(response, body, response.text[:200])
+                    raise ContractViolation(f"configuration.global_budget_{code}", problem, [step])
+        return "429 with the rate-limit body and Retry-After, per minute and per day"
+
+
+def rate_limit_problem(response: Any, code: str) -> str | None:
+    """What is wrong with a global-budget refusal (None when nothing)."""
+    body = _json(response)
+    if response.status_code != 429 or not isinstance(body, dict):
+        return f"expected 429 with a JSON object, got {response.status_code} {response.text[:200]}"
+    if body.get("error") != "rate_limited" or body.get("code") != code:
+        return f"expected error rate_limited, code {code}: {body}"
+    seconds = body.get("retry_after_seconds")
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 0:
+        return f"retry_after_seconds is {seconds!r}, not a whole number of seconds"
+    if not isinstance(body.get("reset_at"), str) or not isinstance(body.get("detail"), str):
+        return f"reset_at and detail must be strings: {body}"
+    if response.headers.get("retry-after") != str(seconds):
+        return f"Retry-After is {response.headers.get('retry-after')!r}, the body says {seconds}"
+    return None
 
 
 def _has_content(body: bytes) -> bool:

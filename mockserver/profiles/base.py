@@ -35,6 +35,9 @@ class ApiTraits:
     cancel: bool = False  # `POST /api/chat-threads/{uuid}/cancel/`
     feedback: bool = False  # `POST /api/chat-messages/{uuid}/feedback/`
     stats: bool = False  # `GET /api/chat-threads/stats/`
+    role_gate: bool = False  # a role setting (AI_ASSISTANT_ENABLED_ROLES) refuses streams with 403 and a text
+    global_budget: bool = False  # a deployment-wide budget answers streams 429 with `Retry-After`
+    pre_stream_order_known: bool = True  # the order of 424, 401, 409 (upstream) and 400 before a stream is settled
     # The message fields only staff and support see (a regular user's rows lack them).
     staff_message_fields: tuple[str, ...] = (
         "is_flagged",
