@@ -6,7 +6,9 @@ names threads it checks the name instead, and where threads can be cancelled it 
 who may cancel and a cancel that arrives mid-stream. With a staff token it also checks
 what staff see.
 Part 4 switches the target through `/__mock__/config` where it can be switched, and
-checks the order of 424/401/409/400 on the stream; elsewhere it is skipped with a reason.
+checks the order of 424/401/409/400 on the stream where that order is settled (else each
+answer alone), and the role gate and the global budget where the API has them; elsewhere
+it is skipped with a reason.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
-from mockserver.chat.blocks import TOOL_RESULT_KINDS, join_markdown, records_of_blocks
+from mockserver.chat.blocks import TEXT_KINDS, TOOL_RESULT_KINDS, join_markdown, records_of_blocks
 from mockserver.contract.findings import ContractViolation, Step
 from mockserver.contract.target import StreamCapture, Target
 from mockserver.openapi.sequential import NDJSON
@@ -216,7 +216,7 @@ def block_shape_problem(blocks: Any) -> str | None:
         if not isinstance(block, dict) or block.get("id") != f"blk_{index}":
             return f"block {index} is not an object with id blk_{index}: {_brief(block)}"
         key = block.get("key")
-        if key in ("markdown", "code", "mermaid"):
+        if key in TEXT_KINDS:
             if not isinstance(block.get("content"), str) or (key == "code" and not isinstance(block.get("tag"), str)):
                 return f"text block {index} lacks its content (or a code block its tag): {_brief(block)}"
         elif key not in (*TOOL_RESULT_KINDS, "tool"):
