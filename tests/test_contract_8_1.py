@@ -114,7 +114,7 @@ CONFIGURATION_CHECKS = (
 
 def test_the_8_1_mock_passes() -> None:
     mock = app_8_1()
-    report = run(mock, staff_token="staff-token")
+    report = run(mock, staff_token="staff-token", max_streams=11)  # the schema part keeps its 6
     assert report.outcome == "honoured", [(r.check, r.message) for r in report.failed + report.incomplete]
     checks = {r.check: r.verdict for r in report.results}
     assert checks["schema.response_schema_conformance"] == "passed"
@@ -123,6 +123,7 @@ def test_the_8_1_mock_passes() -> None:
     assert "stream.title_call" not in checks, "8.1 has no client title call"
     assert {name: checks.get(name) for name in CONFIGURATION_CHECKS} == dict.fromkeys(CONFIGURATION_CHECKS, "passed")
     assert report.budget["stream"].used == stream_part_streams(get_profile("8.1").traits) == 5
+    assert report.budget["schema"].granted == 6
     assert not mock.violations.drain()
 
 
