@@ -260,6 +260,32 @@ def test_cancel_mid_stream_on_the_wire_keeps_the_partial_answer_and_the_final_m(
     assert records_of_blocks(stored[1]["blocks"]) == join_markdown(records)
 
 
+def test_a_cancel_before_any_content_stores_no_blocks() -> None:
+    """Nothing was streamed, so nothing is stored: not the text the upstream had sent meanwhile."""
+    app = create_app(ServerOptions(api="8.1", speed=1.0))
+    app.replace_scripts(load_scripts_text(SLOW, "<slow>"), "<slow>")
+    headers = {"Authorization": "Token alice-token", "X-Mock-Fault": "stall_after_chunks=0; stall_seconds=0.4"}
+
+    async def scenario(base: str) -> tuple[list[dict], list[dict]]:
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as http:
+            records: list[dict] = []
+            async with http.stream("POST", "/api/chat/stream/", json={"input": "go"}) as response:
+                async for line in response.aiter_lines():
+                    if line:
+                        records.append(json.loads(line))
+                    if len(records) == 1 and line:
+                        cancel = await http.post(f"/api/chat-threads/{records[0]['m']['thread_uuid']}/cancel/")
+                        assert cancel.status_code == 200
+            listed = await http.get("/api/chat-messages/", params={"thread": records[0]["m"]["thread_uuid"]})
+            return records, listed.json()
+
+    with served_app(app) as base:
+        records, stored = asyncio.run(scenario(base))
+    assert grammar_tokens(records) == "TU", records
+    assert stored[1]["uuid"] == records[-1]["m"]["assistant_message_uuid"]
+    assert stored[1]["blocks"] == []
+
+
 # -- gates ------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("roles", "allowed", "refused", "text"),

@@ -27,8 +27,9 @@ TOKEN_ORDERINGS = ("input_tokens", "output_tokens", "total_tokens", "models_used
 
 
 def message_blocks(message: Message) -> list[dict[str, Any]]:
-    """Stored blocks; a message without (a user message, seed data) is its text as one markdown block."""
-    if message.blocks:
+    """Stored blocks (an answer cancelled before any content has none); a message without
+    (a user message, seed data) is its text as one markdown block."""
+    if message.blocks is not None:
         return [dict(block) for block in message.blocks]
     if message.role == "user":
         return user_blocks(message.content)

@@ -1,10 +1,11 @@
 """Run the contract suite against a target and collect one verdict per check.
 
 Parts: `schema` (schemathesis), `stream` (fixed stream scenarios), `behaviour` (the state
-machine) and `configuration` (only where the target can be switched). Safe against real
+machine) and `configuration` (only where the target can be switched); a profile lists the
+parts that apply to it and its traits choose what they expect. Safe against real
 deployments: streams are capped by `max_streams`, inputs carry a recognisable prefix,
-nothing runs in parallel, every stream has a deadline, and the threads the suite created
-are archived at the end.
+nothing runs in parallel (but a cancel sent during its own stream), every stream has a
+deadline, and the threads the suite created are archived at the end.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 PARTS = ("schema", "stream", "behaviour", "operations", "configuration")
 # Streams reserved before the schema part takes what is left (see `plan_budget`).
-STREAM_PART_STREAMS = 5  # new thread, follow-up, reload, edit, title call
+STREAM_PART_STREAMS = 5  # new thread, follow-up, reload, edit, title call (see `stream_part_streams`)
 BEHAVIOUR_STREAMS = 4  # a new thread, a follow-up, a reload and an edit: every model rule
 OPERATIONS_STREAMS = 2  # usage after a stream; a stream under a daily limit of 0 (staff only)
 
@@ -137,17 +138,23 @@ class _Silent:
         pass
 
 
-def plan_budget(max_streams: int, parts: tuple[str, ...]) -> dict[str, int]:
+def stream_part_streams(traits: ApiTraits) -> int:
+    """The stream part's streams: new thread, follow-up, reload and edit, then a title call
+    where clients name threads and a cancelled stream where threads can be cancelled."""
+    return 4 + (traits.thread_naming == "client") + traits.cancel
+
+
+def plan_budget(max_streams: int, parts: tuple[str, ...], stream_streams: int = STREAM_PART_STREAMS) -> dict[str, int]:
     """Share `--max-streams` between the parts that stream.
 
-    The stream part's and the behaviour part's streams are reserved first (their checks
-    cannot run without them); the schema part takes what is left, and what it does not
-    use goes on to the behaviour part. A part that does not run reserves nothing; without
-    the schema part the behaviour part takes the rest."""
+    The stream part's (`stream_streams`) and the behaviour part's streams are reserved first
+    (their checks cannot run without them); the schema part takes what is left, and what it
+    does not use goes on to the behaviour part. A part that does not run reserves nothing;
+    without the schema part the behaviour part takes the rest."""
     left = max_streams
     plan = {part: 0 for part in PARTS}
     if "stream" in parts:
-        plan["stream"] = min(STREAM_PART_STREAMS, left)
+        plan["stream"] = min(stream_streams, left)
         left -= plan["stream"]
     if "operations" in parts:
         plan["operations"] = min(OPERATIONS_STREAMS, left)
@@ -175,17 +182,15 @@ def verify(options: VerifyOptions, progress: Progress | None = None) -> Report:
     check_tokens(options)
     profile = get_profile(options.api)
     options = replace(options, spec=options.spec or profile.spec_file, only=_profile_parts(options, profile))
-    if profile.encoder.media_type == EVENT_STREAM:
-        return _verify_sse(options, profile, progress or _Silent())
     sink = progress or _Silent()
-    tokens = Tokens(options.token, options.other_token, options.staff_token)
-    spec = SpecIndex.from_file(options.spec)
-    checker = StreamChecker(spec.schema_validator(profile.stream_item_schema))
+    sse = profile.encoder.media_type == EVENT_STREAM
     created: dict[str, set[str]] = {"user": set(), "other": set()}
-    plan = plan_budget(options.max_streams, options.only)
+    stream_streams = SSE_STREAM_PART_STREAMS if sse else stream_part_streams(profile.traits)
+    plan = plan_budget(options.max_streams, options.only, stream_streams)
     budgets = {part: Budget(plan[part], created) for part in PARTS}
     report = Report(max_streams=options.max_streams)
     started = time.monotonic()
+    tokens = Tokens(options.token, options.other_token, options.staff_token)
     target = Target(
         options.base_url,
         tokens,
@@ -194,25 +199,37 @@ def verify(options: VerifyOptions, progress: Progress | None = None) -> Report:
         stream_path=profile.stream_path,
     )
     with target:
-        _preflight(target, options.preflight_timeout)
-        usage = _token_usage(target)
-        try:
-            _run_parts(
-                options,
-                target=target,
-                traits=profile.traits,
-                checker=checker,
-                budgets=budgets,
-                report=report,
-                sink=sink,
-            )
-        finally:
-            report.archived = _archive_created(target, created)
-            _restore_token_usage(target, usage)
+        if sse:
+            _verify_sse(options, profile, target=target, budgets=budgets, report=report, sink=sink)
+        else:
+            _verify_threads(options, profile, target=target, budgets=budgets, report=report, sink=sink)
     streaming = [p for p in ("schema", "stream", "behaviour", "operations") if p in options.only]
     report.budget = {p: PartBudget(budgets[p].granted, budgets[p].used, budgets[p].left_out) for p in streaming}
     report.seconds = time.monotonic() - started
     return report
+
+
+def _verify_threads(
+    options: VerifyOptions,
+    profile: ApiProfile,
+    *,
+    target: Target,
+    budgets: dict[str, Budget],
+    report: Report,
+    sink: Progress,
+) -> None:
+    """A chat API with sessions and threads (NDJSON stream): every part it has."""
+    assert options.spec is not None
+    spec = SpecIndex.from_file(options.spec)
+    checker = StreamChecker(spec.schema_validator(profile.stream_item_schema), profile.traits)
+    _preflight(target, options.preflight_timeout)
+    usage = _token_usage(target)
+    created = budgets["stream"].created
+    try:
+        _run_parts(options, target=target, checker=checker, budgets=budgets, report=report, sink=sink)
+    finally:
+        report.archived = _archive_created(target, created)
+        _restore_token_usage(target, usage)
 
 
 def _profile_parts(options: VerifyOptions, profile: ApiProfile) -> tuple[str, ...]:
@@ -226,44 +243,42 @@ def _profile_parts(options: VerifyOptions, profile: ApiProfile) -> tuple[str, ..
     return options.only
 
 
-def _verify_sse(options: VerifyOptions, profile: ApiProfile, sink: Progress) -> Report:
+def _verify_sse(
+    options: VerifyOptions,
+    profile: ApiProfile,
+    *,
+    target: Target,
+    budgets: dict[str, Budget],
+    report: Report,
+    sink: Progress,
+) -> None:
     """A chat API without sessions or threads (SSE stream): the schema part and the SSE stream part."""
     assert options.spec is not None
     spec = SpecIndex.from_file(options.spec)
     validator = spec.schema_validator(profile.stream_item_schema)
-    stream_share = min(SSE_STREAM_PART_STREAMS, options.max_streams) if "stream" in options.only else 0
-    plan = {"schema": options.max_streams - stream_share if "schema" in options.only else 0, "stream": stream_share}
-    budgets = {part: Budget(plan.get(part, 0)) for part in PARTS}
-    report = Report(max_streams=options.max_streams)
-    started = time.monotonic()
-    tokens = Tokens(options.token, options.other_token, options.staff_token)
-    target = Target(
-        options.base_url,
-        tokens,
-        app=options.app,
-        stream_timeout=options.stream_timeout,
-        stream_path=profile.stream_path,
-    )
-    with target:
-        _preflight_invoke(target, options.preflight_timeout)
-        runs: dict[str, Callable[[], list[CheckResult]]] = {
-            "schema": lambda: _schema(options, budgets["schema"], lambda: sink.case_done("schema", 0)),
-            "stream": lambda: SseStreamScenarios(
-                target,
-                lambda item: record_problems(validator, item),
-                budgets["stream"],
-                lambda: sink.case_done("stream", 0),
-            ).run(),
-        }
-        for part in options.only:
-            sink.part_started(part, budgets[part].granted)
-            began = time.monotonic()
-            results = _guarded(part, runs[part], target)
-            sink.part_finished(part, results, time.monotonic() - began)
-            report.results += results
-    report.budget = {p: PartBudget(budgets[p].granted, budgets[p].used, budgets[p].left_out) for p in options.only}
-    report.seconds = time.monotonic() - started
-    return report
+    _preflight_invoke(target, options.preflight_timeout)
+    runs: dict[str, Callable[[], list[CheckResult]]] = {
+        "schema": lambda: _schema(options, budgets["schema"], lambda: sink.case_done("schema", 0)),
+        "stream": lambda: SseStreamScenarios(
+            target,
+            lambda item: record_problems(validator, item),
+            budgets["stream"],
+            lambda: sink.case_done("stream", 0),
+        ).run(),
+    }
+    for part in options.only:
+        report.results += _run_part(part, runs[part], target, budgets[part], sink)
+
+
+def _run_part(
+    part: str, run: Callable[[], list[CheckResult]], target: Target, budget: Budget, sink: Progress
+) -> list[CheckResult]:
+    """One part, told to the progress view as it starts and ends."""
+    sink.part_started(part, budget.granted)
+    began = time.monotonic()
+    results = _guarded(part, run, target)
+    sink.part_finished(part, results, time.monotonic() - began)
+    return results
 
 
 def _preflight_invoke(target: Target, timeout: float) -> None:
@@ -289,7 +304,6 @@ def _run_parts(
     budgets: dict[str, Budget],
     report: Report,
     sink: Progress,
-    traits: ApiTraits,
 ) -> None:
     def used() -> int:
         return sum(b.used for b in budgets.values())
@@ -301,19 +315,15 @@ def _run_parts(
         "schema": lambda: _schema(options, budgets["schema"], tick("schema")),
         "stream": lambda: StreamScenarios(target, checker, budgets["stream"], tick("stream")).run(),
         "behaviour": lambda: [
-            _behaviour(target, checker, budgets["behaviour"], options, tick("behaviour"), traits=traits)
+            _behaviour(target, checker, budgets["behaviour"], options, tick("behaviour"), traits=checker.traits)
         ],
         "operations": lambda: OperationScenarios(target, budgets["operations"], tick("operations")).run(),
-        "configuration": lambda: ConfigurationScenarios(target, tick("configuration")).run(),
+        "configuration": lambda: ConfigurationScenarios(target, tick("configuration"), checker.traits).run(),
     }
     for part in PARTS:
         if part not in options.only:
             continue
-        sink.part_started(part, budgets[part].granted)
-        began = time.monotonic()
-        results = _guarded(part, runs[part], target)
-        sink.part_finished(part, results, time.monotonic() - began)
-        report.results += results
+        report.results += _run_part(part, runs[part], target, budgets[part], sink)
         if part == "schema" and "behaviour" in options.only:
             budgets["behaviour"].grant(budgets["schema"].streams_left)  # what the schema part did not need
             budgets["schema"].grant(-budgets["schema"].streams_left)

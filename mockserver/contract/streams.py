@@ -1,7 +1,9 @@
 """The stream contract (part 2): framing, record schema, grammar, REST consistency, reassembly, timing.
 
 Every stream the suite makes goes through `StreamChecker.check`, which raises a
-`ContractViolation` naming the first broken rule, and records timing figures.
+`ContractViolation` naming the first broken rule, and records timing figures. The API's
+traits choose the grammar (`load` records, the `w` warning) and how the stored answer is
+compared with the records (raw `content`, or `blocks`).
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ from typing import Any
 
 from jsonschema.protocols import Validator
 
+from mockserver.chat.blocks import TEXT_KINDS, TOOL_RESULT_KINDS, join_markdown, records_of_blocks
 from mockserver.contract.findings import ContractViolation, Step
 from mockserver.contract.target import StreamCapture, Target
 from mockserver.openapi.sequential import NDJSON
+from mockserver.profiles.base import ApiTraits
 
 HEX32 = frozenset("0123456789abcdef")
+BLOCK_COMPLETE = "complete"
 
 
 @dataclass
@@ -70,11 +75,14 @@ class StreamExpectation:
     """What the suite knows about the stream it asked for."""
 
     title_call: bool = False
+    input: str | None = None  # the user message the turn stores (None: no new user message is checked)
+    cancelled: bool = False  # a cancel came mid-stream: the stored answer is a prefix of the records
 
 
 class StreamChecker:
-    def __init__(self, record_validator: Validator):
+    def __init__(self, record_validator: Validator, traits: ApiTraits | None = None):
         self.record_validator = record_validator
+        self.traits = traits or ApiTraits()
         self.timing = StreamTiming()
 
     def check(self, capture: StreamCapture, expect: StreamExpectation, request: Step) -> list[dict[str, Any]]:
@@ -104,6 +112,8 @@ class StreamChecker:
             compact = json.dumps(record, separators=(",", ":"), ensure_ascii=True).encode()
             if compact != line:
                 raise fail("stream.framing.compact", f"line {number} is not compact ASCII JSON: {line[:80]!r}")
+            if not self.traits.load_records and isinstance(record, dict) and record.get("k") == "load":
+                raise fail("stream.grammar.no_load", f"line {number} is a load record, which this API never sends")
             error = next(iter(self.record_validator.iter_errors(record)), None)
             if error is not None:
                 raise fail("stream.record_schema", f"line {number} {record!r} breaks the record schema")
@@ -112,8 +122,7 @@ class StreamChecker:
         self.timing.add(capture, request)
         return records
 
-    @staticmethod
-    def _grammar(records: list[dict[str, Any]], expect: StreamExpectation, fail: Any) -> None:
+    def _grammar(self, records: list[dict[str, Any]], expect: StreamExpectation, fail: Any) -> None:
         metas = [i for i, r in enumerate(records) if "m" in r]
         errors = [i for i, r in enumerate(records) if "e" in r]
         if expect.title_call:
@@ -131,14 +140,16 @@ class StreamChecker:
             raise fail("stream.grammar.m_only_first_and_last", f"m records at positions {metas}")
         if any(i != len(records) - 2 for i in errors):
             raise fail("stream.grammar.error_before_final", "an e record is not right before the final m record")
+        warnings = [i for i, r in enumerate(records) if "w" in r]
+        if self.traits.warning_record and any(i != 1 for i in warnings):
+            raise fail("stream.grammar.warning_after_thread", f"w records at positions {warnings}, only 1 is allowed")
         for key, value in final.items():
             if not is_hex_uuid(value):
                 raise fail("stream.grammar.final_m_last", f"{key} is not 32 lowercase hex characters")
 
-    @staticmethod
-    def check_rest(target: Target, token: str, records: list[dict[str, Any]], expect: StreamExpectation) -> None:
+    def check_rest(self, target: Target, token: str, records: list[dict[str, Any]], expect: StreamExpectation) -> None:
         """The uuids the stream announced are what the REST endpoints show, and the stored
-        assistant message is consistent with the records (reassembly invariant)."""
+        messages are consistent with the records (reassembly invariant)."""
         if expect.title_call:
             return
         thread = records[0]["m"]["thread_uuid"]
@@ -158,11 +169,81 @@ class StreamChecker:
             if row is None or row["role"] != role or row["thread"] != thread:
                 step.excerpt = f"{key}={uuid} not listed as a {role} message of thread {thread}"
                 raise ContractViolation("stream.uuids_match_rest", step.excerpt, [step])
-        assistant = rows[final["assistant_message_uuid"]]["content"]
-        problem = reassembly_problem(records, assistant)
+        assistant = rows[final["assistant_message_uuid"]]
+        if self.traits.message_body == "blocks":
+            problem = _blocks_problem(records, assistant, rows.get(final.get("user_message_uuid", "")), expect)
+        else:
+            text = reassembly_problem(records, assistant["content"])
+            problem = ("stream.reassembly", text) if text else None
         if problem:
-            step.excerpt = problem
-            raise ContractViolation("stream.reassembly", problem, [step])
+            step.excerpt = problem[1]
+            raise ContractViolation(problem[0], problem[1], [step])
+
+
+def _blocks_problem(
+    records: list[dict[str, Any]],
+    assistant: dict[str, Any],
+    user: dict[str, Any] | None,
+    expect: StreamExpectation,
+) -> tuple[str, str] | None:
+    """(rule, what is wrong) of stored blocks against the stream, or None when they agree."""
+    blocks = assistant.get("blocks")
+    shape = block_shape_problem(blocks)
+    if shape:
+        return "stream.block_shapes", shape
+    if user is not None and expect.input is not None:
+        wanted = [{"id": "blk_0", "key": "markdown", "status": BLOCK_COMPLETE, "content": expect.input}]
+        if user.get("blocks") != wanted:
+            return "stream.user_message_blocks", f"the user message's blocks are {user.get('blocks')!r}, not {wanted!r}"
+    assert isinstance(blocks, list)
+    # Tool-call blocks (`key: tool`) record calls the wire never shows: only content blocks are compared.
+    stored = records_of_blocks([b for b in blocks if b["key"] != "tool"])
+    streamed = join_markdown(records)
+    if expect.cancelled:
+        if not is_prefix(stored, streamed):
+            return "stream.cancel_keeps_partial", f"stored {_brief(stored)} is not a prefix of {_brief(streamed)}"
+    elif stored != streamed:
+        return "stream.reassembly", f"stored blocks {_brief(stored)} are not the streamed records {_brief(streamed)}"
+    return None
+
+
+def block_shape_problem(blocks: Any) -> str | None:
+    """Persisted blocks: `blk_N` ids in order, a known key, `complete` (a vm_order keeps its own
+    status), text in `content` (and the language in `tag` for code)."""
+    if not isinstance(blocks, list):
+        return f"blocks is {type(blocks).__name__}, not a list"
+    for index, block in enumerate(blocks):
+        if not isinstance(block, dict) or block.get("id") != f"blk_{index}":
+            return f"block {index} is not an object with id blk_{index}: {_brief(block)}"
+        key = block.get("key")
+        if key in TEXT_KINDS:
+            if not isinstance(block.get("content"), str) or (key == "code" and not isinstance(block.get("tag"), str)):
+                return f"text block {index} lacks its content (or a code block its tag): {_brief(block)}"
+        elif key not in (*TOOL_RESULT_KINDS, "tool"):
+            return f"block {index} has key {key!r}"
+        if key != "vm_order" and block.get("status") != BLOCK_COMPLETE:
+            return f"block {index} has status {block.get('status')!r}, not {BLOCK_COMPLETE!r}"
+    return None
+
+
+def is_prefix(stored: list[dict[str, Any]], streamed: list[dict[str, Any]]) -> bool:
+    """`stored` is what was streamed up to some point (its last markdown block may be cut short)."""
+    if len(stored) > len(streamed):
+        return False
+    if not stored:
+        return True
+    *whole, last = stored
+    if whole != streamed[: len(whole)]:
+        return False
+    candidate = streamed[len(whole)]
+    if last.get("k") == "markdown" and candidate.get("k") == "markdown":
+        return str(candidate["c"]).startswith(str(last["c"]))
+    return last == candidate
+
+
+def _brief(value: Any) -> str:
+    text = json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def reassembly_problem(records: list[dict[str, Any]], stored: str) -> str | None:

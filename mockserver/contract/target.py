@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +22,10 @@ import httpx
 
 from mockserver.contract.findings import Step
 from mockserver.profiles import get_profile
+
+# In-process, what the app sends on the current stream (the ASGI transport hands a body over
+# only whole, so the suite watches the app's own sends to see a stream as it goes).
+_BODY_WATCH: ContextVar[Callable[[bytes, bool], None] | None] = ContextVar("body_watch", default=None)
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ class StreamCapture:
     timed_out: bool = False
     timed: bool = True  # False when the transport buffers (in-process)
     error: str = ""  # the connection broke (e.g. closed mid-stream): what the client saw
+    ended_at: float = 0.0  # seconds from the send until the body was over (or the connection gone)
 
     def records(self) -> list[dict[str, Any]]:
         """Parsed records of complete lines (lines that do not parse are skipped, as homeport does)."""
@@ -63,6 +70,79 @@ class StreamCapture:
             if seen < len(self.arrivals):
                 times.append(self.arrivals[seen][0])
         return times
+
+
+@dataclass
+class Interruption:
+    """A request sent while a stream is open, as soon as `ready` says the body so far calls for it.
+
+    Times are seconds since the stream was sent; `response` stays None when the stream ended
+    before `ready` held (the request was then never sent)."""
+
+    method: str
+    path: str
+    token: str
+    ready: Callable[[bytes], bool]
+    response: httpx.Response | None = None
+    answered_at: float | None = None
+
+
+def _watched(app: Any) -> Any:
+    """The app, with each body piece of a watched stream reported as the app sends it."""
+
+    async def watched(scope: Any, receive: Any, send: Any) -> None:
+        watch = _BODY_WATCH.get()
+        if watch is None:
+            await app(scope, receive, send)
+            return
+
+        async def sending(message: Any) -> None:
+            if message["type"] == "http.response.body":
+                watch(message.get("body", b""), message.get("more_body", False))
+            await send(message)
+
+        await app(scope, receive, sending)
+
+    return watched
+
+
+@dataclass
+class _Reading:
+    """One stream while it is read: what came, and when (seconds since it was sent)."""
+
+    started: float
+    interruption: Interruption | None
+    watched: bool  # in-process: pieces are seen as the app sends them, not as the transport delivers
+    status: int = 0
+    headers: httpx.Headers = field(default_factory=httpx.Headers)
+    chunks: list[bytes] = field(default_factory=list)  # as delivered
+    seen: list[bytes] = field(default_factory=list)  # as they arrived (or were sent, in-process)
+    arrivals: list[tuple[float, int]] = field(default_factory=list)
+    error: str = ""
+    ended_at: float = 0.0
+    due: anyio.Event = field(default_factory=anyio.Event)  # the interruption is to be sent
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.started
+
+    def arrived(self, chunk: bytes, more: bool = True) -> None:
+        if not more:  # in-process: the app's last body message, the end of the body on the wire
+            self.ended_at = self.elapsed()
+        if not chunk:
+            return
+        self.seen.append(chunk)
+        self.arrivals.append((self.elapsed(), sum(map(len, self.seen))))
+        if self.interruption is not None and not self.due.is_set() and self.interruption.ready(b"".join(self.seen)):
+            self.due.set()
+
+    def capture(self, timed_out: bool) -> StreamCapture:
+        whole = b"".join(self.chunks)
+        arrivals = self.arrivals
+        if sum(map(len, self.seen)) != len(whole):  # in-process, the app sent what the transport did not deliver
+            arrivals = [(self.elapsed(), len(whole))]
+        capture = StreamCapture(self.status, self.headers, whole, arrivals, timed_out)
+        capture.timed, capture.error, capture.ended_at = not self.watched, self.error, self.ended_at
+        return capture
 
 
 class Target:
@@ -96,7 +176,7 @@ class Target:
     def __enter__(self) -> Target:
         self._portal_cm = anyio.from_thread.start_blocking_portal()
         self._portal = self._portal_cm.__enter__()
-        transport = httpx.ASGITransport(app=self.app) if self.app is not None else None
+        transport = httpx.ASGITransport(app=_watched(self.app)) if self.app is not None else None
         self._client = httpx.AsyncClient(
             base_url=self.base_url, transport=transport, timeout=self.request_timeout, follow_redirects=False
         )
@@ -124,33 +204,59 @@ class Target:
         self.last.status = response.status_code
         return response
 
-    def stream(self, body: dict[str, Any], *, token: str, headers: dict[str, str] | None = None) -> StreamCapture:
+    def stream(
+        self,
+        body: dict[str, Any],
+        *,
+        token: str,
+        headers: dict[str, str] | None = None,
+        interruption: Interruption | None = None,
+    ) -> StreamCapture:
+        """One stream, read to its end or the deadline; with `interruption`, that request is
+        sent while the stream is open (its answer is stored on it)."""
         assert self._portal is not None
         self.last = Step("POST", self.stream_path, None, body)
-        capture = self._portal.call(self._stream, body, self._headers(token, headers))
+        capture = self._portal.call(self._stream, body, self._headers(token, headers), interruption)
         self.last.status = capture.status or None
         return capture
 
-    async def _stream(self, body: dict[str, Any], headers: dict[str, str]) -> StreamCapture:
-        assert self._client is not None
-        started = time.perf_counter()
-        chunks: list[bytes] = []
-        arrivals: list[tuple[float, int]] = []
-        received = 0
-        status, response_headers, error = 0, httpx.Headers(), ""
+    async def _stream(
+        self, body: dict[str, Any], headers: dict[str, str], interruption: Interruption | None
+    ) -> StreamCapture:
+        reading = _Reading(time.perf_counter(), interruption, watched=self.in_process)
         with anyio.move_on_after(self.stream_timeout) as deadline:
-            try:
-                async with self._client.stream("POST", self.stream_path, json=body, headers=headers) as response:
-                    status, response_headers = response.status_code, response.headers
-                    async for chunk in response.aiter_raw():
-                        received += len(chunk)
-                        chunks.append(chunk)
-                        arrivals.append((time.perf_counter() - started, received))
-            except httpx.TransportError as exc:  # a dropped connection is a finding with its request
-                error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        capture = StreamCapture(status, response_headers, b"".join(chunks), arrivals, deadline.cancelled_caught)
-        capture.timed, capture.error = not self.in_process, error
-        return capture
+            async with anyio.create_task_group() as group:
+                if interruption is not None:
+                    group.start_soon(self._interrupt, interruption, reading)
+                await self._read(body, headers, reading)
+                if not reading.due.is_set():
+                    group.cancel_scope.cancel()  # the stream ended first: the interruption is never sent
+        return reading.capture(deadline.cancelled_caught)
+
+    async def _read(self, body: dict[str, Any], headers: dict[str, str], reading: _Reading) -> None:
+        """Read the stream into `reading` (in-process, its pieces are seen as the app sends them)."""
+        assert self._client is not None
+        token = _BODY_WATCH.set(reading.arrived if reading.watched else None)
+        try:
+            async with self._client.stream("POST", self.stream_path, json=body, headers=headers) as response:
+                reading.status, reading.headers = response.status_code, response.headers
+                async for chunk in response.aiter_raw():
+                    reading.chunks.append(chunk)
+                    if not reading.watched:
+                        reading.arrived(chunk)
+        except httpx.TransportError as exc:  # a dropped connection is a finding with its request
+            reading.error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        finally:
+            _BODY_WATCH.reset(token)
+            reading.ended_at = reading.ended_at or reading.elapsed()
+
+    async def _interrupt(self, interruption: Interruption, reading: _Reading) -> None:
+        assert self._client is not None
+        await reading.due.wait()
+        _BODY_WATCH.set(None)  # this task's own request is not the stream
+        headers = self._headers(interruption.token, None)
+        interruption.response = await self._client.request(interruption.method, interruption.path, headers=headers)
+        interruption.answered_at = reading.elapsed()
 
     def broken(self, capture: StreamCapture, body: Any) -> Step | None:
         """The step of a stream whose connection broke, or None when it did not."""

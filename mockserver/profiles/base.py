@@ -38,6 +38,16 @@ class ApiTraits:
     # Thread list filters by date: exact days (`created`, `modified`), or inclusive day bounds
     # (`created_after`...) with token bounds, `has_feedback` and `scope`, the exact days gone.
     thread_filters: Literal["exact_day", "bounds"] = "exact_day"
+    role_gate: bool = False  # a role setting (AI_ASSISTANT_ENABLED_ROLES) refuses streams with 403 and a text
+    global_budget: bool = False  # a deployment-wide budget answers streams 429 with `Retry-After`
+    pre_stream_order_known: bool = True  # the order of 424, 401, 409 (upstream) and 400 before a stream is settled
+    # The message fields only staff and support see (a regular user's rows lack them).
+    staff_message_fields: tuple[str, ...] = (
+        "is_flagged",
+        "injection_score",
+        "injection_severity",
+        "injection_categories",
+    )
 
 
 @dataclass(frozen=True)

@@ -34,7 +34,7 @@ PROFILE = ApiProfile(
     chat_disabled=FailedDependency,
     stream_path="/api/chat/stream/",
     summary="blocks, server-side thread names, cancel, feedback, stats, system prompts and the NDJSON stream",
-    contract_parts=("schema", "behaviour"),
+    contract_parts=("schema", "stream", "behaviour", "configuration"),
     default_scripts=SCRIPT_DIR_8_1,
     traits=ApiTraits(
         thread_naming="server",
@@ -45,5 +45,9 @@ PROFILE = ApiProfile(
         feedback=True,
         stats=True,
         thread_filters="bounds",
+        role_gate=True,
+        global_budget=True,
+        pre_stream_order_known=False,  # Waldur's newest view may validate the body first: unsettled
+        staff_message_fields=("is_flagged", "severity", "injection_categories", "pii_categories", "action_taken"),
     ),
 )

@@ -84,7 +84,8 @@ class Message:
     injection_score: float = 0.0
     injection_categories: list[str] = field(default_factory=list)
     # 8.1 only: the persisted blocks, the PII warning, token counts and the user's feedback.
-    blocks: list[dict[str, object]] = field(default_factory=list)
+    # `blocks` is None until an 8.1 turn stores what it streamed (seed data is shown from `content`).
+    blocks: list[dict[str, object]] | None = None
     warning: str = ""
     input_tokens: int | None = None
     output_tokens: int | None = None
