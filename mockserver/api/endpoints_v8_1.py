@@ -1,6 +1,7 @@
 """The Waldur 8.1 chat operations: 8.0.5's table with the changed ones replaced and the new ones added.
 
-Sessions, quota and tools are 8.0.5's handlers as they are. Threads and messages use the
+Sessions, quota and tools are 8.0.5's handlers as they are; thread list and retrieve are 8.0.5's
+handlers with 8.1's `ThreadShapes`. Threads and messages use the
 8.1 shapes and filters; the stream runs 8.1's gates and turn (`mockserver.chat.turn_v8_1`).
 System prompts are staff-managed state (any user reads them). Not served (404, absent from
 the spec): the anonymous marketplace chat.
@@ -14,11 +15,10 @@ from starlette.responses import Response
 
 from mockserver.api.context import Call, Handler
 from mockserver.api.endpoints import HANDLERS as HANDLERS_8_0_5
-from mockserver.api.endpoints import STREAM_HEADERS, mock_selectors
+from mockserver.api.endpoints import STREAM_HEADERS, ThreadShapes, mock_selectors, thread_readers
 from mockserver.api.filters import filter_messages
 from mockserver.api.pagination import paginate
 from mockserver.api.rendering import json_response, no_content
-from mockserver.api.serializers import restrict_fields
 from mockserver.api.shapes_v8_1 import (
     filter_messages_by_feedback,
     filter_threads,
@@ -54,32 +54,16 @@ def _body(call: Call) -> dict[str, object]:
 
 
 # -- threads ------------------------------------------------------------------
-def _visible_thread(call: Call, user: User) -> Thread:
-    thread = call.store.thread_visible_to(call.path_uuid(), user)
-    if thread is None:
-        raise NotFound("No ThreadSession matches the given query.")
-    return thread
-
-
 def _filtered_threads(call: Call, user: User) -> list[Thread]:
     return filter_threads(call.store.threads_visible_to(user), call.request.query_params, call.store, user)
 
 
-@operation("chat_threads_list")
-async def chat_threads_list(call: Call) -> Response:
-    user = call.authenticated()
-    query = call.request.query_params
-    threads = order_threads(_filtered_threads(call, user), query.get("o"), call.store)
-    page, headers = paginate(threads, call.request.url)
-    fields = query.getlist("field")
-    return json_response([restrict_fields(thread_json(t, call.store), fields) for t in page], headers=headers)
-
-
-@operation("chat_threads_retrieve")
-async def chat_threads_retrieve(call: Call) -> Response:
-    user = call.authenticated()
-    data = thread_json(_visible_thread(call, user), call.store)
-    return json_response(restrict_fields(data, call.request.query_params.getlist("field")))
+THREADS_8_1 = ThreadShapes(
+    select=_filtered_threads,
+    order=lambda call, threads: order_threads(list(threads), call.request.query_params.get("o"), call.store),
+    to_json=thread_json,
+)
+HANDLERS.update(thread_readers(THREADS_8_1))
 
 
 @operation("chat_threads_stats_retrieve")
