@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from mockserver.app import MockApp, ServerOptions, create_app
-from mockserver.chat.blocks import join_markdown, records_of_blocks
-from mockserver.engine.scripts import load_scripts_text
+from mockserver.chat.blocks import BlockCollector, join_markdown, records_of_blocks
+from mockserver.engine.scripts import ScriptError, load_scripts_text
 from mockserver.openapi.validation import record_problems
 from tests.support import Clients, clients_for, served, served_app
 
@@ -80,6 +80,88 @@ def test_stored_blocks_reassemble_into_the_streamed_records(clients: Clients, sc
     assert "content" not in assistant
     assert assistant["uuid"] == result.final["assistant_message_uuid"]
     assert user["uuid"] == result.final["user_message_uuid"]
+
+
+def test_a_scripted_tool_call_is_stored_as_a_tool_block_with_call_and_result(clients: Clients) -> None:
+    result = clients.alice.stream(input="hello there", headers={"X-Mock-Scenario": "resource_list"})
+    assert [r.get("k") for r in result.records[1:-1]] == ["resource_list", "markdown"]  # no load on the wire
+    tool, summary = messages(clients.alice, result.thread_uuid)[1]["blocks"]
+    assert {k: v for k, v in tool.items() if k not in ("tool", "result")} == {
+        "id": "blk_0",
+        "key": "tool",
+        "status": "complete",
+    }
+    assert re.fullmatch(r"call_[0-9a-f]{24}", tool["tool"].pop("call_id"))
+    assert tool["tool"] == {"name": "display_user_resources", "arguments": {}, "summary": "Found 3 resources"}
+    streamed = {k: v for k, v in result.records[1].items() if k != "k"}
+    assert tool["result"] == {"id": "blk_0_r", "key": "resource_list", "status": "complete", **streamed}
+    assert (summary["id"], summary["key"]) == ("blk_1", "markdown")
+
+
+def test_a_tool_without_ui_gets_an_empty_markdown_result_and_rounds_keep_their_order(clients: Clients) -> None:
+    result = clients.alice.stream(input="hello there", headers={"X-Mock-Scenario": "vm_order"})
+    assert [r.get("k") for r in result.records[1:-1]] == ["markdown", "resource_list", "vm_order"]
+    blocks = messages(clients.alice, result.thread_uuid)[1]["blocks"]
+    assert [(b["id"], b["key"], b.get("result", {}).get("key")) for b in blocks] == [
+        ("blk_0", "markdown", None),
+        ("blk_1", "tool", "markdown"),
+        ("blk_2", "tool", "resource_list"),
+        ("blk_3", "tool", "vm_order"),
+    ]
+    assert blocks[1]["result"] == {"id": "blk_1_r", "key": "markdown", "status": "complete", "content": ""}
+    assert blocks[1]["tool"]["name"] == "search_tools" and blocks[1]["tool"]["arguments"] == {"categories": ["vm"]}
+    assert len({b["tool"]["call_id"] for b in blocks[1:]}) == 3
+
+
+def test_a_tool_result_without_a_call_stays_a_top_level_block(clients: Clients) -> None:
+    result = clients.alice.stream(input="hello there", headers={"X-Mock-Scenario": "homeport_nav"})
+    blocks = messages(clients.alice, result.thread_uuid)[1]["blocks"]
+    assert [(b["id"], b["key"]) for b in blocks] == [("blk_0", "markdown"), ("blk_1", "homeport_nav")]
+    assert blocks[1]["links"] == result.records[2]["links"]
+
+
+TOOL_CALL_SCRIPTS = """
+scripts:
+  - name: called
+    match: {}
+    records:
+      - {k: load, t: tool, tool: {name: ask_user, call_id: call_fixed}}
+      - {k: markdown, c: "Then text."}
+"""
+
+
+def test_a_script_tool_call_keeps_a_given_call_id_and_text_after_it_is_not_its_result(app: MockApp) -> None:
+    app.replace_scripts(load_scripts_text(TOOL_CALL_SCRIPTS, "<tool>"), "<tool>")
+    with clients_for(app) as clients:
+        result = clients.alice.stream(input="go")
+        tool, text = messages(clients.alice, result.thread_uuid)[1]["blocks"]
+    assert tool["tool"] == {"call_id": "call_fixed", "name": "ask_user", "arguments": {}, "summary": ""}
+    assert tool["result"]["key"] == "markdown" and tool["result"]["content"] == ""
+    assert (text["id"], text["content"]) == ("blk_1", "Then text.")
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ("{k: load, t: tool}", "tool.name"),
+        ("{k: load, t: tool, tool: {name: x, arguments: [1]}}", "tool.arguments must be a mapping"),
+        ("{k: load, t: tool, tool: {name: x, colour: red}}", "unknown tool field 'colour'"),
+        ("{k: load, t: tool, c: text, tool: {name: x}}", "not c"),
+    ],
+)
+def test_a_malformed_tool_call_is_refused_at_load(app: MockApp, record: str, reason: str) -> None:
+    text = f"scripts:\n  - name: bad\n    match: {{}}\n    records:\n      - {record}\n"
+    with pytest.raises(ScriptError, match=re.escape(reason)):
+        app.replace_scripts(load_scripts_text(text, "<bad>"), "<bad>")
+
+
+def test_a_tool_call_cut_off_by_a_cancel_is_dropped() -> None:
+    collector = BlockCollector()
+    collector.add({"k": "markdown", "c": "Looking."})
+    collector.add({"k": "load", "t": "tool", "tool": {"name": "display_user_resources"}})
+    collector.drop_open_call()
+    collector.close()
+    assert [b["key"] for b in collector.blocks] == ["markdown"]
 
 
 def test_new_thread_is_named_by_the_server_before_the_final_record(clients: Clients) -> None:

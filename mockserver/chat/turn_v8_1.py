@@ -1,7 +1,8 @@
 """What a Waldur 8.1 chat turn adds to the 8.0.5 one: gates, cancel, blocks, server-side names.
 
 * The role gate (403) and the global budget (429 with `Retry-After`) before the stream.
-* The stream as 8.1 sends it: no `load` records; after a cancel no content is forwarded
+* The stream as 8.1 sends it: no `load` records (a script's tool call is collected as a
+  `tool` block, `mockserver.chat.blocks`); after a cancel no content is forwarded
   (the engine is still drained, so usage is counted) and the final `m` still comes.
 * In `finish` (so also when the client went away): the blocks streamed so far and the
   token counts go on the assistant message, and a new thread is named by a second
@@ -107,16 +108,15 @@ class Turn81:
         return self.chat.stream(self.turn, adapt=self.adapt, after_finish=self.after_finish)
 
     async def adapt(self, items: AsyncGenerator[StreamItem, None]) -> AsyncGenerator[StreamItem, None]:
-        """Drop `load`; after a cancel forward only `m` records, and keep draining the engine."""
+        """Never forward `load` (a tool call is collected); after a cancel forward only `m` records
+        and keep draining the engine."""
         try:
             async for item in items:
-                if isinstance(item, dict):
-                    if item.get("k") == "load":
-                        continue
-                    if "m" not in item:
-                        if self.cancelled():
-                            continue
+                if isinstance(item, dict) and "m" not in item:
+                    if not self.cancelled():
                         self.collector.add(item)
+                    if item.get("k") == "load" or self.cancelled():
+                        continue
                 yield item
         finally:
             await items.aclose()
@@ -124,6 +124,9 @@ class Turn81:
     def after_finish(self, closing: Record) -> None:
         """Blocks, warning and tokens on the stored answer; then the thread's name if it is new."""
         assistant = self.store.message_in_thread(closing["m"]["assistant_message_uuid"], self.turn.thread)
+        if self.cancelled():
+            self.collector.drop_open_call()
+        self.collector.close()
         if assistant is not None:
             assistant.blocks = [dict(block) for block in self.collector.blocks]
             assistant.warning = self.collector.warning
