@@ -52,7 +52,16 @@ def messages(client, thread: str) -> list[dict]:
     return response.json()
 
 
-SCENARIOS = ["greeting", "code-block", "mermaid", "homeport_nav", "resource_list", "ask_user_form", "vm_order"]
+SCENARIOS = [
+    "greeting",
+    "code-block",
+    "mermaid",
+    "homeport_nav",
+    "resource_list",
+    "ask_user_form",
+    "vm_order",
+    "offerings",
+]
 
 
 @pytest.mark.parametrize("scenario", [*SCENARIOS, "pii-warning", "upstream-error", "long-answer"])
@@ -397,11 +406,12 @@ def test_global_daily_token_budget(app: MockApp, clients: Clients) -> None:
     assert int(refused.headers["Retry-After"]) > 0
 
 
-def test_not_built_endpoints_are_404(clients: Clients) -> None:
-    """The anonymous marketplace chat is not served (the README says so)."""
-    assert (
-        clients.anonymous.post("/api/marketplace-chat/stream/", json={"input": "hi", "session_id": "s"}).status_code
-        == 404
+def test_the_marketplace_chat_is_off_by_default(clients: Clients) -> None:
+    """Served only when the roles setting says `anonymous` (tests/test_marketplace_chat_8_1.py)."""
+    response = clients.anonymous.post("/api/marketplace-chat/stream/", json={"input": "hi", "session_id": "s"})
+    assert (response.status_code, response.json()) == (
+        424,
+        {"detail": "The anonymous marketplace assistant is not enabled."},
     )
 
 

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
 from mockserver.api.auth import authenticate
+from mockserver.chat.anonymous import AnonymousChat
 from mockserver.chat.deployment import DeploymentSettings
 from mockserver.chat.service import ChatService
 from mockserver.engine.tools import ToolExecutor
@@ -25,6 +26,7 @@ class Services:
     settings: DeploymentSettings
     chat: ChatService
     tools: ToolExecutor
+    anonymous: AnonymousChat = field(default_factory=AnonymousChat)  # 8.1's marketplace chat
 
 
 @dataclass

@@ -3,8 +3,8 @@
 Sessions, quota and tools are 8.0.5's handlers as they are; thread list and retrieve are 8.0.5's
 handlers with 8.1's `ThreadShapes`. Threads and messages use the
 8.1 shapes and filters; the stream runs 8.1's gates and turn (`mockserver.chat.turn_v8_1`).
-System prompts are staff-managed state (any user reads them). Not served (404, absent from
-the spec): the anonymous marketplace chat.
+System prompts are staff-managed state (any user reads them). The anonymous marketplace chat
+is `mockserver.api.marketplace_chat`; its staff analytics (`/api/anonymous-chat-*`) are not served.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from mockserver.api.context import Call, Handler
 from mockserver.api.endpoints import HANDLERS as HANDLERS_8_0_5
 from mockserver.api.endpoints import STREAM_HEADERS, ThreadShapes, mock_selectors, thread_readers
 from mockserver.api.filters import filter_messages
+from mockserver.api.marketplace_chat import HANDLERS as MARKETPLACE_CHAT_HANDLERS
 from mockserver.api.pagination import paginate
 from mockserver.api.rendering import json_response, no_content
 from mockserver.api.shapes_v8_1 import (
@@ -35,7 +36,7 @@ from mockserver.errors import NotFound, PermissionDenied, ValidationFailed
 from mockserver.store import Message, SystemPrompt, Thread, User
 from mockserver.util import format_datetime, normalize_uuid
 
-HANDLERS: dict[str, Handler] = dict(HANDLERS_8_0_5)
+HANDLERS: dict[str, Handler] = dict(HANDLERS_8_0_5) | MARKETPLACE_CHAT_HANDLERS
 
 FEEDBACK_ROLE_ERROR = "Feedback can only be given on assistant messages."
 FEEDBACK_CATEGORY_ERROR = "Category can only be set for negative feedback."
