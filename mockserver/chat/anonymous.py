@@ -102,9 +102,11 @@ class AnonymousChat:
     # -- the stream -------------------------------------------------------------------
     def ensure_ip_within(self, settings: DeploymentSettings, ip: str, now: datetime) -> None:
         """409 with `Retry-After` when the IP is at a cap, daily first."""
+        with self._lock:
+            used = dict(self.usage.get(ip, {}))
         for period in PERIODS:
             cap = getattr(settings.anonymous_ip_limits, period)
-            if cap is not None and cap >= 0 and self.usage.get(ip, {}).get(period, 0) >= cap:
+            if cap is not None and cap >= 0 and used.get(period, 0) >= cap:
                 raise CapacityError(409, f"per_ip_{period}_token", now, next_reset(period, now), CAP_REACHED[period])
 
     def bind(self, session_id: str, ip: str) -> None:
