@@ -70,9 +70,31 @@ def test_an_anonymous_turn_streams_interaction_content_and_token_counts(clients:
     assert not any(r.get("k") == "load" or "thread_uuid" in r.get("m", {}) for r in lines)
 
 
-def test_no_token_is_needed_and_a_token_changes_nothing(clients: Clients) -> None:
+def test_no_token_is_needed_but_a_bad_one_is_401_before_anything(app: MockApp, clients: Clients) -> None:
     assert ask(clients.alice).status_code == 200  # AllowAny: a signed-in caller is served the same way
-    assert ask(clients.with_token("no-such-token")).status_code == 200
+    app.settings.enabled_roles = "all"  # DRF authenticates in initial(), before the view's own gate
+    for url in (STREAM, FEEDBACK, CLICK):
+        refused = clients.with_token("no-such-token").post(url, json={})
+        assert (refused.status_code, refused.json()) == (401, {"detail": "Invalid token."}), url
+
+
+def test_another_method_is_405_without_credentials_and_without_the_gate(app: MockApp, clients: Clients) -> None:
+    app.settings.chat_enabled = False
+    response = clients.anonymous.get(STREAM)
+    assert (response.status_code, response.json()) == (405, {"detail": 'Method "GET" not allowed.'})
+    assert clients.with_token("no-such-token").get(STREAM).status_code == 401
+
+
+def test_bodies_are_read_as_drf_does(clients: Clients) -> None:
+    missing = clients.anonymous.post(FEEDBACK, json={})
+    assert missing.json() == {f: ["This field is required."] for f in ("interaction_uuid", "feedback_token", "score")}
+    blank = clients.anonymous.post(STREAM, json={"input": "   ", "session_id": "session-0001"})
+    assert (blank.status_code, blank.json()) == (400, {"input": ["This field may not be blank."]})
+    nul = clients.anonymous.post(STREAM, json={"input": "hi", "session_id": "session\u0000-1"})
+    assert (nul.status_code, nul.json()) == (400, {"session_id": ["Null characters are not allowed."]})
+    padded = ask(clients.anonymous, session="  session-0001  ")  # stripped, so the same session
+    assert padded.status_code == 200
+    assert ask(clients.anonymous, session="session-0001", ip="10.0.0.2").status_code == 403
 
 
 @pytest.mark.parametrize(

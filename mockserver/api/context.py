@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
-from mockserver.api.auth import authenticate
+from mockserver.api.auth import authenticate, credentials
 from mockserver.chat.anonymous import AnonymousChat
 from mockserver.chat.deployment import DeploymentSettings
 from mockserver.chat.service import ChatService
@@ -43,6 +43,12 @@ class Call:
         user = authenticate(self.request, self.store)
         self.request.scope.setdefault("state", {})["username"] = user.username
         return user
+
+    def authenticate_if_credentials(self) -> User | None:
+        """AllowAny views: no credentials is an anonymous caller; credentials that fail are 401."""
+        if credentials(self.request) is None:
+            return None
+        return self.authenticate()
 
     def authenticated(self) -> User:
         """DRF's usual order: authentication (401), then lookups and filters (404/400)."""

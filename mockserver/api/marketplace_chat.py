@@ -2,7 +2,8 @@
 
 The stream is the same pipeline as the signed-in one (engine, scripts, NDJSON writer, 8.1's
 wire without `load` and with `tool` blocks), framed by the interaction's two `m` records
-instead of a thread's. Checks in Waldur's order: enabled and configured (424/409), the
+instead of a thread's. AllowAny: no credentials is fine, credentials that fail are 401 (DRF
+authenticates in `initial()`). Then checks in Waldur's order: enabled and configured (424/409), the
 body (400), the client's IP (403), the global budget (429), the IP's caps (409), the
 session's IP (403), the input guard (400).
 """
@@ -64,10 +65,11 @@ def _guard_blocks(call: Call, text: str) -> bool:
 @operation("marketplace_chat_stream")
 async def marketplace_chat_stream(call: Call) -> WireStreamResponse:
     settings, anonymous = call.services.settings, call.services.anonymous
+    call.authenticate_if_credentials()
     ensure_enabled(settings)
     call.check.raise_for_errors()
     body = _body(call)
-    text, session_id = str(body["input"]), str(body["session_id"])
+    text, session_id = str(body["input"]).strip(), str(body["session_id"]).strip()
     scenario, faults = mock_selectors(call, call.services.chat.engine.scenario_names())
     ip = _admitted_ip(call, text, session_id)
     history = anonymous.history(session_id)
@@ -121,12 +123,13 @@ def _turn(
 def _authorised(call: Call, body: dict[str, object]) -> Interaction:
     """The interaction the body names, if its `feedback_token` is that interaction's (404, 403)."""
     wanted = normalize_uuid(str(body["interaction_uuid"]))
-    return call.services.anonymous.authorised(wanted, str(body["feedback_token"]))
+    return call.services.anonymous.authorised(wanted, str(body["feedback_token"]).strip())
 
 
 @operation("marketplace_chat_feedback")
 async def marketplace_chat_feedback(call: Call) -> Response:
     """424/409, the body (400), the interaction (404) and its token (403), the comment guard (400)."""
+    call.authenticate_if_credentials()
     ensure_enabled(call.services.settings)
     call.check.raise_for_errors()
     body = _body(call)
@@ -146,6 +149,7 @@ async def marketplace_chat_feedback(call: Call) -> Response:
 @operation("marketplace_chat_click")
 async def marketplace_chat_click(call: Call) -> Response:
     """424/409, the body (400), the interaction (404) and its token (403), a shown offering (400)."""
+    call.authenticate_if_credentials()
     ensure_enabled(call.services.settings)
     call.check.raise_for_errors()
     body = _body(call)
