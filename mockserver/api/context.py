@@ -60,6 +60,10 @@ class Call:
         """A warning about this request, shown in its journal entry."""
         self.request.scope.setdefault("state", {}).setdefault(REQUEST_WARNINGS, []).append(message)
 
+    def body(self) -> dict[str, object]:
+        """The parsed JSON object body (empty when there is none, or it is not an object)."""
+        return self.check.body if isinstance(self.check.body, dict) else {}
+
     def path_uuid(self) -> str:
         return normalize_uuid(self.check.path_params["uuid"])
 

@@ -130,8 +130,6 @@ async def chat_messages_list(call: Call) -> Response:
 
 
 # -- quota and tools ------------------------------------------------------------
-def _body(call: Call) -> dict[str, object]:
-    return call.check.body if isinstance(call.check.body, dict) else {}
 
 
 @operation("chat_quota_usage_retrieve")
@@ -146,7 +144,7 @@ async def chat_quota_set_quota(call: Call) -> Response:
     """Staff or support (403) before the body (400), as DRF checks permissions in `initial()`."""
     ensure_may_set_quota(call.authenticate())
     call.check.raise_for_errors()
-    body = _body(call)
+    body = call.body()
     target = user_by_uuid(call.store.users, str(body["user_uuid"]))
     changes = {p: body[f"{p}_limit"] for p in PERIODS if f"{p}_limit" in body}
     call.services.chat.quota.set_limits(target.username, changes)  # type: ignore[arg-type]
@@ -156,7 +154,7 @@ async def chat_quota_set_quota(call: Call) -> Response:
 @operation("chat_tools_execute")
 async def chat_tools_execute(call: Call) -> Response:
     user = call.authenticated()
-    body = _body(call)
+    body = call.body()
     return json_response(execute_tool(call.services.tools, user.username, str(body["tool"]), body.get("arguments", {})))
 
 
@@ -181,7 +179,7 @@ async def chat_stream(call: Call) -> WireStreamResponse:
     user = call.authenticate()
     chat.ensure_upstream_configured()
     call.check.raise_for_errors()
-    body = call.check.body if isinstance(call.check.body, dict) else {}
+    body = call.body()
     request = StreamRequest(
         input=str(body["input"]).strip(),
         thread_uuid=_optional_uuid(body, "thread_uuid"),

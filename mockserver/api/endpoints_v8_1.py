@@ -50,10 +50,6 @@ def operation(operation_id: str):
     return register
 
 
-def _body(call: Call) -> dict[str, object]:
-    return call.check.body if isinstance(call.check.body, dict) else {}
-
-
 # -- threads ------------------------------------------------------------------
 def _filtered_threads(call: Call, user: User) -> list[Thread]:
     return filter_threads(call.store.threads_visible_to(user), call.request.query_params, call.store, user)
@@ -114,7 +110,7 @@ async def chat_messages_feedback(call: Call) -> Response:
     user = call.authenticate()
     message = _own_message(call, user)
     call.check.raise_for_errors()
-    body = _body(call)
+    body = call.body()
     if message.role != "assistant":
         raise ValidationFailed([FEEDBACK_ROLE_ERROR])
     score = bool(body["score"])
@@ -141,7 +137,7 @@ async def chat_stream(call: Call) -> WireStreamResponse:
     ensure_role_allowed(call.services.settings, user)
     chat.ensure_upstream_configured()
     call.check.raise_for_errors()
-    body = _body(call)
+    body = call.body()
     request = StreamRequest(
         input=str(body["input"]).strip(),
         thread_uuid=_optional_uuid(body, "thread_uuid"),
@@ -193,7 +189,7 @@ def _system_prompt(call: Call) -> SystemPrompt:
 
 
 def _prompt_fields(call: Call) -> dict[str, str]:
-    body = _body(call)
+    body = call.body()
     return {name: str(body[name]) for name in SYSTEM_PROMPT_FIELDS if name in body}
 
 

@@ -54,10 +54,6 @@ def client_ip(request: Request) -> str:
     return forwarded or (request.client.host if request.client else "")
 
 
-def _body(call: Call) -> dict[str, object]:
-    return call.check.body if isinstance(call.check.body, dict) else {}
-
-
 def _guard_blocks(call: Call, text: str) -> bool:
     return InjectionDetector(call.services.settings.injection_allowlist).scan(text).blocked
 
@@ -68,7 +64,7 @@ async def marketplace_chat_stream(call: Call) -> WireStreamResponse:
     call.authenticate_if_credentials()
     ensure_enabled(settings)
     call.check.raise_for_errors()
-    body = _body(call)
+    body = call.body()
     text, session_id = str(body["input"]).strip(), str(body["session_id"]).strip()
     scenario, faults = mock_selectors(call, call.services.chat.engine.scenario_names())
     ip = _admitted_ip(call, text, session_id)
@@ -132,7 +128,7 @@ async def marketplace_chat_feedback(call: Call) -> Response:
     call.authenticate_if_credentials()
     ensure_enabled(call.services.settings)
     call.check.raise_for_errors()
-    body = _body(call)
+    body = call.body()
     score, category = body["score"], body.get("category") or ""
     problem = feedback_errors(score, str(category))  # type: ignore[arg-type]
     if problem is not None:
@@ -152,6 +148,6 @@ async def marketplace_chat_click(call: Call) -> Response:
     call.authenticate_if_credentials()
     ensure_enabled(call.services.settings)
     call.check.raise_for_errors()
-    body = _body(call)
+    body = call.body()
     call.services.anonymous.click(_authorised(call, body), normalize_uuid(str(body["offering_uuid"])))
     return Response(status_code=200)
