@@ -218,6 +218,7 @@ class MockApp:
     def reset(self) -> None:
         """Back to the seed state: the seed data only, default settings and scripts, empty journal."""
         self.store.reset()
+        self.services.anonymous.reset()
         apply_seed(self.store, self.seed)
         self.scripted.scripts = self._default_scripts
         fresh = _copy_settings(self._initial_settings)

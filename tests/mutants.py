@@ -740,9 +740,9 @@ PROFILES: list[Profile] = list(dict.fromkeys(m.profile for m in MUTANTS))
 CAUGHT_AT_DEFAULTS = ("foreign-thread-visible", "stream-without-final-m", "archive-not-persisted", "page-size-ignored")
 
 
-def narrowed_spec(paths: tuple[str, ...], directory: Path) -> Path:
+def narrowed_spec(paths: tuple[str, ...], directory: Path, source: Path = WALDUR_SPEC) -> Path:
     """The spec with only `paths`, and without links to operations that left with the others."""
-    document: dict[str, Any] = copy.deepcopy(yaml.safe_load(WALDUR_SPEC.read_text(encoding="utf-8")))
+    document: dict[str, Any] = copy.deepcopy(yaml.safe_load(source.read_text(encoding="utf-8")))
     document["paths"] = {path: item for path, item in document["paths"].items() if path in paths}
     operations = [op for item in document["paths"].values() for op in item.values() if isinstance(op, dict)]
     kept = {op.get("operationId") for op in operations}

@@ -11,8 +11,8 @@ import httpx
 import pytest
 
 from mockserver.app import MockApp, ServerOptions, create_app
-from mockserver.chat.blocks import join_markdown, records_of_blocks
-from mockserver.engine.scripts import load_scripts_text
+from mockserver.chat.blocks import BlockCollector, join_markdown, records_of_blocks
+from mockserver.engine.scripts import ScriptError, load_scripts_text
 from mockserver.openapi.validation import record_problems
 from tests.support import Clients, clients_for, served, served_app
 
@@ -52,7 +52,16 @@ def messages(client, thread: str) -> list[dict]:
     return response.json()
 
 
-SCENARIOS = ["greeting", "code-block", "mermaid", "homeport_nav", "resource_list", "ask_user_form", "vm_order"]
+SCENARIOS = [
+    "greeting",
+    "code-block",
+    "mermaid",
+    "homeport_nav",
+    "resource_list",
+    "ask_user_form",
+    "vm_order",
+    "offerings",
+]
 
 
 @pytest.mark.parametrize("scenario", [*SCENARIOS, "pii-warning", "upstream-error", "long-answer"])
@@ -80,6 +89,88 @@ def test_stored_blocks_reassemble_into_the_streamed_records(clients: Clients, sc
     assert "content" not in assistant
     assert assistant["uuid"] == result.final["assistant_message_uuid"]
     assert user["uuid"] == result.final["user_message_uuid"]
+
+
+def test_a_scripted_tool_call_is_stored_as_a_tool_block_with_call_and_result(clients: Clients) -> None:
+    result = clients.alice.stream(input="hello there", headers={"X-Mock-Scenario": "resource_list"})
+    assert [r.get("k") for r in result.records[1:-1]] == ["resource_list", "markdown"]  # no load on the wire
+    tool, summary = messages(clients.alice, result.thread_uuid)[1]["blocks"]
+    assert {k: v for k, v in tool.items() if k not in ("tool", "result")} == {
+        "id": "blk_0",
+        "key": "tool",
+        "status": "complete",
+    }
+    assert re.fullmatch(r"call_[0-9a-f]{24}", tool["tool"].pop("call_id"))
+    assert tool["tool"] == {"name": "display_user_resources", "arguments": {}, "summary": "Found 3 resources"}
+    streamed = {k: v for k, v in result.records[1].items() if k != "k"}
+    assert tool["result"] == {"id": "blk_0_r", "key": "resource_list", "status": "complete", **streamed}
+    assert (summary["id"], summary["key"]) == ("blk_1", "markdown")
+
+
+def test_a_tool_without_ui_gets_an_empty_markdown_result_and_rounds_keep_their_order(clients: Clients) -> None:
+    result = clients.alice.stream(input="hello there", headers={"X-Mock-Scenario": "vm_order"})
+    assert [r.get("k") for r in result.records[1:-1]] == ["markdown", "resource_list", "vm_order"]
+    blocks = messages(clients.alice, result.thread_uuid)[1]["blocks"]
+    assert [(b["id"], b["key"], b.get("result", {}).get("key")) for b in blocks] == [
+        ("blk_0", "markdown", None),
+        ("blk_1", "tool", "markdown"),
+        ("blk_2", "tool", "resource_list"),
+        ("blk_3", "tool", "vm_order"),
+    ]
+    assert blocks[1]["result"] == {"id": "blk_1_r", "key": "markdown", "status": "complete", "content": ""}
+    assert blocks[1]["tool"]["name"] == "search_tools" and blocks[1]["tool"]["arguments"] == {"categories": ["vm"]}
+    assert len({b["tool"]["call_id"] for b in blocks[1:]}) == 3
+
+
+def test_a_tool_result_without_a_call_stays_a_top_level_block(clients: Clients) -> None:
+    result = clients.alice.stream(input="hello there", headers={"X-Mock-Scenario": "homeport_nav"})
+    blocks = messages(clients.alice, result.thread_uuid)[1]["blocks"]
+    assert [(b["id"], b["key"]) for b in blocks] == [("blk_0", "markdown"), ("blk_1", "homeport_nav")]
+    assert blocks[1]["links"] == result.records[2]["links"]
+
+
+TOOL_CALL_SCRIPTS = """
+scripts:
+  - name: called
+    match: {}
+    records:
+      - {k: load, t: tool, tool: {name: ask_user, call_id: call_fixed}}
+      - {k: markdown, c: "Then text."}
+"""
+
+
+def test_a_script_tool_call_keeps_a_given_call_id_and_text_after_it_is_not_its_result(app: MockApp) -> None:
+    app.replace_scripts(load_scripts_text(TOOL_CALL_SCRIPTS, "<tool>"), "<tool>")
+    with clients_for(app) as clients:
+        result = clients.alice.stream(input="go")
+        tool, text = messages(clients.alice, result.thread_uuid)[1]["blocks"]
+    assert tool["tool"] == {"call_id": "call_fixed", "name": "ask_user", "arguments": {}, "summary": ""}
+    assert tool["result"]["key"] == "markdown" and tool["result"]["content"] == ""
+    assert (text["id"], text["content"]) == ("blk_1", "Then text.")
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ("{k: load, t: tool}", "tool.name"),
+        ("{k: load, t: tool, tool: {name: x, arguments: [1]}}", "tool.arguments must be a mapping"),
+        ("{k: load, t: tool, tool: {name: x, colour: red}}", "unknown tool field 'colour'"),
+        ("{k: load, t: tool, c: text, tool: {name: x}}", "not c"),
+    ],
+)
+def test_a_malformed_tool_call_is_refused_at_load(app: MockApp, record: str, reason: str) -> None:
+    text = f"scripts:\n  - name: bad\n    match: {{}}\n    records:\n      - {record}\n"
+    with pytest.raises(ScriptError, match=re.escape(reason)):
+        app.replace_scripts(load_scripts_text(text, "<bad>"), "<bad>")
+
+
+def test_a_tool_call_cut_off_by_a_cancel_is_dropped() -> None:
+    collector = BlockCollector()
+    collector.add({"k": "markdown", "c": "Looking."})
+    collector.add({"k": "load", "t": "tool", "tool": {"name": "display_user_resources"}})
+    collector.drop_open_call()
+    collector.close()
+    assert [b["key"] for b in collector.blocks] == ["markdown"]
 
 
 def test_new_thread_is_named_by_the_server_before_the_final_record(clients: Clients) -> None:
@@ -341,11 +432,12 @@ def test_global_daily_token_budget(app: MockApp, clients: Clients) -> None:
     assert int(refused.headers["Retry-After"]) > 0
 
 
-def test_not_built_endpoints_are_404(clients: Clients) -> None:
-    """The anonymous marketplace chat is not served (the README says so)."""
-    assert (
-        clients.anonymous.post("/api/marketplace-chat/stream/", json={"input": "hi", "session_id": "s"}).status_code
-        == 404
+def test_the_marketplace_chat_is_off_by_default(clients: Clients) -> None:
+    """Served only when the roles setting says `anonymous` (tests/test_marketplace_chat_8_1.py)."""
+    response = clients.anonymous.post("/api/marketplace-chat/stream/", json={"input": "hi", "session_id": "s"})
+    assert (response.status_code, response.json()) == (
+        424,
+        {"detail": "The anonymous marketplace assistant is not enabled."},
     )
 
 
@@ -361,3 +453,20 @@ def test_serve_api_8_1_over_tcp() -> None:
     assert health["spec_version"] == "8.1"
     assert stream.headers["content-type"] == "application/x-ndjson"
     assert named not in ("", "New chat")
+
+
+def test_stored_blocks_stand_for_the_records_a_client_saw() -> None:
+    """Markdown on both sides of a tool without UI ran together on the wire; markdown blocks
+    side by side did not (the accumulator joins deltas into one block); a tool block stands
+    for its result record."""
+    collector = BlockCollector()
+    call = {"k": "load", "t": "tool", "tool": {"name": "search_tools"}}
+    listing = {"k": "resource_list", "title": "VMs", "items": []}
+    wire = [{"k": "markdown", "c": "a"}, {"k": "markdown", "c": "b"}, {"k": "markdown", "c": "c"}]
+    for record in (wire[0], wire[1], call, wire[2], call, listing):
+        collector.add(record)
+    collector.close()
+    assert [b["key"] for b in collector.blocks] == ["markdown", "tool", "markdown", "tool"]
+    assert records_of_blocks(collector.blocks) == join_markdown([*wire, listing])
+    apart = [{"id": f"blk_{i}", "key": "markdown", "status": "complete", "content": c} for i, c in enumerate("ab")]
+    assert records_of_blocks(apart) == [{"k": "markdown", "c": "a"}, {"k": "markdown", "c": "b"}]

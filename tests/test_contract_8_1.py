@@ -11,6 +11,7 @@ stream mutant is that, or the mock with one piece of its 8.1 turn replaced.
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,6 +34,7 @@ from mockserver.openapi.loader import SpecIndex
 from mockserver.openapi.sequential import NDJSON
 from mockserver.profiles import get_profile
 from mockserver.store import ChatStore, Thread
+from tests.mutants import narrowed_spec
 from tests.test_contract_7_9_4 import Rewrite, Rewriting, _status
 
 
@@ -136,6 +138,22 @@ def test_an_8_1_mutant_is_caught(name: str) -> None:
     # The schema part alone, with the whole budget: threads and messages must exist to be rewritten.
     report = run(Rewriting(app_8_1(), method, path, rewrite), only=("schema",))
     assert rule in report.names("failed"), [(r.check, r.message) for r in report.results]
+
+
+MARKETPLACE = ("/api/marketplace-chat/stream/", "/api/marketplace-chat/feedback/", "/api/marketplace-chat/click/")
+
+
+def test_a_documented_state_refusal_is_neither_acceptance_nor_rejection(tmp_path: Path) -> None:
+    """Off by default, the marketplace chat answers its documented 424 before it reads a body:
+    not an accepted invalid body, not a rejected valid one; a 424 with another body is caught."""
+    spec = narrowed_spec(MARKETPLACE, tmp_path, source=get_profile("8.1").spec_file)
+    report = run(app_8_1(), only=("schema",), spec=spec, max_examples=2)
+    checks = {r.check: r.verdict for r in report.results}
+    assert checks["schema.negative_data_rejection"] == checks["schema.positive_data_acceptance"] == "passed"
+    undocumented = _body(b"is not enabled", b"is switched off")
+    mutant = Rewriting(app_8_1(), "POST", "/api/marketplace-chat/stream/", undocumented)
+    failed = run(mutant, only=("schema",), spec=spec, max_examples=2).names("failed")
+    assert {"schema.negative_data_rejection", "schema.positive_data_acceptance"} <= failed
 
 
 @pytest.mark.parametrize("api", ["8.1", "7.9.4"])
@@ -253,7 +271,7 @@ STREAM = ("POST", "/api/chat/stream/")
 ORIGINAL: dict[str, Callable[..., Any]] = {
     "after_finish": Turn81.after_finish,
     "add": BlockCollector.add,
-    "rate_limited": turn_v8_1._rate_limited,
+    "capacity_error": turn_v8_1.CapacityError.__init__,
 }
 Patch = tuple[type, str, Callable[..., Any]]
 # name: (patches of the mock, a wrapper around the app or None, the check, the rule it breaks)
@@ -389,9 +407,13 @@ def test_a_cancel_that_comes_too_late_is_skipped_not_passed() -> None:
 
 
 # -- the configuration part ---------------------------------------------------------
-def _without_retry_after(error: Any) -> Any:
-    error.headers = {}
-    return error
+def _capacity_without_retry_after(self: turn_v8_1.CapacityError, *args: Any) -> None:
+    ORIGINAL["capacity_error"](self, *args)
+    self.headers = {}
+
+
+def _capacity_as_503(self: turn_v8_1.CapacityError, status: int, *args: Any) -> None:
+    ORIGINAL["capacity_error"](self, 503, *args)
 
 
 CONFIGURATION_MUTANTS: dict[str, tuple[Patch, str]] = {
@@ -408,12 +430,12 @@ CONFIGURATION_MUTANTS: dict[str, tuple[Patch, str]] = {
     ),
     # The global budget's refusal without `Retry-After`.
     "budget_without_retry_after": (
-        (turn_v8_1, "_rate_limited", lambda *args: _without_retry_after(ORIGINAL["rate_limited"](*args))),
+        (turn_v8_1.CapacityError, "__init__", _capacity_without_retry_after),
         "configuration.global_budget_global_minute_burst",
     ),
     # The token budget as the docstring has it: 503.
     "token_budget_503": (
-        (turn_v8_1.RateLimited, "status_code", 503),
+        (turn_v8_1.CapacityError, "__init__", _capacity_as_503),
         "configuration.global_budget_global_minute_burst",
     ),
 }

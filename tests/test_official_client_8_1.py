@@ -6,7 +6,9 @@ the mock served by a real uvicorn (responses validated against the 8.1 spec).
 
 The client's own quirk, as with 8.0.5: `chat_stream` has no 200 branch, so a good NDJSON
 answer surfaces as `UnexpectedStatus` (status 200, the stream in `content`). Operations with
-an empty answer (cancel, archive, unarchive, set_quota) parse to None by design.
+an empty answer (cancel, archive, unarchive, set_quota, the marketplace chat's feedback and
+click) parse to None by design; the marketplace chat's stream has a 200 branch that returns
+None (the NDJSON stays in `content`).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from tests.support import served_app
 DRIVER = Path(__file__).resolve().parent / "data" / "client_8_1_3_driver.py"
 EMPTY_ANSWERS = {"chat_threads_cancel": 200, "chat_threads_archive": 204, "chat_threads_unarchive": 204}
 EMPTY_ANSWERS["chat_quota_set_quota"] = 200
+# The marketplace chat's three operations declare no response model: a 200 parses to None.
+EMPTY_ANSWERS |= {"marketplace_chat_feedback": 200, "marketplace_chat_click": 200}
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +63,10 @@ def test_every_operation_parses_with_the_8_1_3_client(client_python: Path) -> No
     stream = results.pop("chat_stream")
     assert (stream["status"], stream["error"]) == (200, "UnexpectedStatus")  # the client's missing 200 branch
     assert stream["body"].endswith("}\n") and '"assistant_message_uuid"' in stream["body"]
+    anonymous = results.pop("marketplace_chat_stream")
+    assert (anonymous["status"], anonymous["parsed"]) == (200, False)  # a 200 branch that returns None
+    assert '"interaction_uuid"' in anonymous["body"].splitlines()[0]
+    assert json.loads(anonymous["body"].splitlines()[-1])["m"]["output_tokens"] > 0
     for name, status in EMPTY_ANSWERS.items():
         assert (results.pop(name)["status"]) == status, name
     failures = {name: result for name, result in results.items() if not (result["status"] == 200 and result["parsed"])}

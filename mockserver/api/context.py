@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from starlette.requests import Request
 from starlette.types import ASGIApp
 
-from mockserver.api.auth import authenticate
+from mockserver.api.auth import authenticate, credentials
+from mockserver.chat.anonymous import AnonymousChat
 from mockserver.chat.deployment import DeploymentSettings
 from mockserver.chat.service import ChatService
 from mockserver.engine.tools import ToolExecutor
@@ -25,6 +26,7 @@ class Services:
     settings: DeploymentSettings
     chat: ChatService
     tools: ToolExecutor
+    anonymous: AnonymousChat = field(default_factory=AnonymousChat)  # 8.1's marketplace chat
 
 
 @dataclass
@@ -42,6 +44,12 @@ class Call:
         self.request.scope.setdefault("state", {})["username"] = user.username
         return user
 
+    def authenticate_if_credentials(self) -> User | None:
+        """AllowAny views: no credentials is an anonymous caller; credentials that fail are 401."""
+        if credentials(self.request) is None:
+            return None
+        return self.authenticate()
+
     def authenticated(self) -> User:
         """DRF's usual order: authentication (401), then lookups and filters (404/400)."""
         user = self.authenticate()
@@ -51,6 +59,10 @@ class Call:
     def warn(self, message: str) -> None:
         """A warning about this request, shown in its journal entry."""
         self.request.scope.setdefault("state", {}).setdefault(REQUEST_WARNINGS, []).append(message)
+
+    def body(self) -> dict[str, object]:
+        """The parsed JSON object body (empty when there is none, or it is not an object)."""
+        return self.check.body if isinstance(self.check.body, dict) else {}
 
     def path_uuid(self) -> str:
         return normalize_uuid(self.check.path_params["uuid"])

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
 
 from starlette.responses import Response
 
@@ -19,7 +21,7 @@ from mockserver.chat.tool_calls import execute_tool
 from mockserver.engine.adapters.waldur_records import NDJSON_ENCODER
 from mockserver.engine.faults import Faults, FaultSyntaxError, parse_fault_header
 from mockserver.errors import NotFound, ParseError
-from mockserver.store import Thread, User
+from mockserver.store import ChatStore, Thread, User
 from mockserver.util import normalize_uuid
 
 HANDLERS: dict[str, Handler] = {}
@@ -59,41 +61,56 @@ async def chat_sessions_retrieve(call: Call) -> Response:
 
 
 # -- threads ------------------------------------------------------------------
-def _visible_thread(call: Call, user: User) -> Thread:
+def visible_thread(call: Call, user: User) -> Thread:
     thread = call.store.thread_visible_to(call.path_uuid(), user)
     if thread is None:
         raise NotFound("No ThreadSession matches the given query.")
     return thread
 
 
-@operation("chat_threads_list")
-async def chat_threads_list(call: Call) -> Response:
-    user = call.authenticated()
-    query = call.request.query_params
-    threads = order_threads(filter_threads(call.store.threads_newest_first(user), query), query.get("o"))
-    page, headers = paginate(threads, call.request.url)
-    fields = query.getlist("field")
-    return json_response([restrict_fields(thread_json(t, call.store), fields) for t in page], headers=headers)
+@dataclass(frozen=True)
+class ThreadShapes:
+    """What a version's thread list and retrieve differ in; `thread_readers` is the one pair of handlers."""
+
+    select: Callable[[Call, User], Sequence[Thread]]  # the caller's threads, the list's filters applied
+    order: Callable[[Call, Sequence[Thread]], Sequence[Thread]]  # `o`
+    to_json: Callable[[Thread, ChatStore], dict[str, Any]]
 
 
-@operation("chat_threads_retrieve")
-async def chat_threads_retrieve(call: Call) -> Response:
-    user = call.authenticated()
-    data = thread_json(_visible_thread(call, user), call.store)
-    return json_response(restrict_fields(data, call.request.query_params.getlist("field")))
+def thread_readers(shapes: ThreadShapes) -> dict[str, Handler]:
+    async def chat_threads_list(call: Call) -> Response:
+        user = call.authenticated()
+        page, headers = paginate(shapes.order(call, shapes.select(call, user)), call.request.url)
+        fields = call.request.query_params.getlist("field")
+        return json_response([restrict_fields(shapes.to_json(t, call.store), fields) for t in page], headers=headers)
+
+    async def chat_threads_retrieve(call: Call) -> Response:
+        user = call.authenticated()
+        data = shapes.to_json(visible_thread(call, user), call.store)
+        return json_response(restrict_fields(data, call.request.query_params.getlist("field")))
+
+    return {"chat_threads_list": chat_threads_list, "chat_threads_retrieve": chat_threads_retrieve}
+
+
+THREADS_8_0_5 = ThreadShapes(
+    select=lambda call, user: filter_threads(call.store.threads_newest_first(user), call.request.query_params),
+    order=lambda call, threads: order_threads(threads, call.request.query_params.get("o")),
+    to_json=thread_json,
+)
+HANDLERS.update(thread_readers(THREADS_8_0_5))
 
 
 @operation("chat_threads_archive")
 async def chat_threads_archive(call: Call) -> Response:
     user = call.authenticated()
-    call.store.set_archived(_visible_thread(call, user), True)
+    call.store.set_archived(visible_thread(call, user), True)
     return no_content()
 
 
 @operation("chat_threads_unarchive")
 async def chat_threads_unarchive(call: Call) -> Response:
     user = call.authenticated()
-    call.store.set_archived(_visible_thread(call, user), False)
+    call.store.set_archived(visible_thread(call, user), False)
     return no_content()
 
 
@@ -113,8 +130,6 @@ async def chat_messages_list(call: Call) -> Response:
 
 
 # -- quota and tools ------------------------------------------------------------
-def _body(call: Call) -> dict[str, object]:
-    return call.check.body if isinstance(call.check.body, dict) else {}
 
 
 @operation("chat_quota_usage_retrieve")
@@ -129,7 +144,7 @@ async def chat_quota_set_quota(call: Call) -> Response:
     """Staff or support (403) before the body (400), as DRF checks permissions in `initial()`."""
     ensure_may_set_quota(call.authenticate())
     call.check.raise_for_errors()
-    body = _body(call)
+    body = call.body()
     target = user_by_uuid(call.store.users, str(body["user_uuid"]))
     changes = {p: body[f"{p}_limit"] for p in PERIODS if f"{p}_limit" in body}
     call.services.chat.quota.set_limits(target.username, changes)  # type: ignore[arg-type]
@@ -139,7 +154,7 @@ async def chat_quota_set_quota(call: Call) -> Response:
 @operation("chat_tools_execute")
 async def chat_tools_execute(call: Call) -> Response:
     user = call.authenticated()
-    body = _body(call)
+    body = call.body()
     return json_response(execute_tool(call.services.tools, user.username, str(body["tool"]), body.get("arguments", {})))
 
 
@@ -164,7 +179,7 @@ async def chat_stream(call: Call) -> WireStreamResponse:
     user = call.authenticate()
     chat.ensure_upstream_configured()
     call.check.raise_for_errors()
-    body = call.check.body if isinstance(call.check.body, dict) else {}
+    body = call.body()
     request = StreamRequest(
         input=str(body["input"]).strip(),
         thread_uuid=_optional_uuid(body, "thread_uuid"),

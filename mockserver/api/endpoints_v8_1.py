@@ -1,9 +1,10 @@
 """The Waldur 8.1 chat operations: 8.0.5's table with the changed ones replaced and the new ones added.
 
-Sessions, quota and tools are 8.0.5's handlers as they are. Threads and messages use the
+Sessions, quota and tools are 8.0.5's handlers as they are; thread list and retrieve are 8.0.5's
+handlers with 8.1's `ThreadShapes`. Threads and messages use the
 8.1 shapes and filters; the stream runs 8.1's gates and turn (`mockserver.chat.turn_v8_1`).
-System prompts are staff-managed state (any user reads them). Not served (404, absent from
-the spec): the anonymous marketplace chat.
+System prompts are staff-managed state (any user reads them). The anonymous marketplace chat
+is `mockserver.api.marketplace_chat`; its staff analytics (`/api/anonymous-chat-*`) are not served.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from starlette.responses import Response
 
 from mockserver.api.context import Call, Handler
 from mockserver.api.endpoints import HANDLERS as HANDLERS_8_0_5
-from mockserver.api.endpoints import STREAM_HEADERS, mock_selectors
+from mockserver.api.endpoints import STREAM_HEADERS, ThreadShapes, mock_selectors, thread_readers
 from mockserver.api.filters import filter_messages
+from mockserver.api.marketplace_chat import HANDLERS as MARKETPLACE_CHAT_HANDLERS
 from mockserver.api.pagination import paginate
 from mockserver.api.rendering import json_response, no_content
-from mockserver.api.serializers import restrict_fields
 from mockserver.api.shapes_v8_1 import (
     filter_messages_by_feedback,
     filter_threads,
@@ -35,7 +36,7 @@ from mockserver.errors import NotFound, PermissionDenied, ValidationFailed
 from mockserver.store import Message, SystemPrompt, Thread, User
 from mockserver.util import format_datetime, normalize_uuid
 
-HANDLERS: dict[str, Handler] = dict(HANDLERS_8_0_5)
+HANDLERS: dict[str, Handler] = dict(HANDLERS_8_0_5) | MARKETPLACE_CHAT_HANDLERS
 
 FEEDBACK_ROLE_ERROR = "Feedback can only be given on assistant messages."
 FEEDBACK_CATEGORY_ERROR = "Category can only be set for negative feedback."
@@ -49,37 +50,17 @@ def operation(operation_id: str):
     return register
 
 
-def _body(call: Call) -> dict[str, object]:
-    return call.check.body if isinstance(call.check.body, dict) else {}
-
-
 # -- threads ------------------------------------------------------------------
-def _visible_thread(call: Call, user: User) -> Thread:
-    thread = call.store.thread_visible_to(call.path_uuid(), user)
-    if thread is None:
-        raise NotFound("No ThreadSession matches the given query.")
-    return thread
-
-
 def _filtered_threads(call: Call, user: User) -> list[Thread]:
     return filter_threads(call.store.threads_visible_to(user), call.request.query_params, call.store, user)
 
 
-@operation("chat_threads_list")
-async def chat_threads_list(call: Call) -> Response:
-    user = call.authenticated()
-    query = call.request.query_params
-    threads = order_threads(_filtered_threads(call, user), query.get("o"), call.store)
-    page, headers = paginate(threads, call.request.url)
-    fields = query.getlist("field")
-    return json_response([restrict_fields(thread_json(t, call.store), fields) for t in page], headers=headers)
-
-
-@operation("chat_threads_retrieve")
-async def chat_threads_retrieve(call: Call) -> Response:
-    user = call.authenticated()
-    data = thread_json(_visible_thread(call, user), call.store)
-    return json_response(restrict_fields(data, call.request.query_params.getlist("field")))
+THREADS_8_1 = ThreadShapes(
+    select=_filtered_threads,
+    order=lambda call, threads: order_threads(list(threads), call.request.query_params.get("o"), call.store),
+    to_json=thread_json,
+)
+HANDLERS.update(thread_readers(THREADS_8_1))
 
 
 @operation("chat_threads_stats_retrieve")
@@ -129,7 +110,7 @@ async def chat_messages_feedback(call: Call) -> Response:
     user = call.authenticate()
     message = _own_message(call, user)
     call.check.raise_for_errors()
-    body = _body(call)
+    body = call.body()
     if message.role != "assistant":
         raise ValidationFailed([FEEDBACK_ROLE_ERROR])
     score = bool(body["score"])
@@ -156,7 +137,7 @@ async def chat_stream(call: Call) -> WireStreamResponse:
     ensure_role_allowed(call.services.settings, user)
     chat.ensure_upstream_configured()
     call.check.raise_for_errors()
-    body = _body(call)
+    body = call.body()
     request = StreamRequest(
         input=str(body["input"]).strip(),
         thread_uuid=_optional_uuid(body, "thread_uuid"),
@@ -208,7 +189,7 @@ def _system_prompt(call: Call) -> SystemPrompt:
 
 
 def _prompt_fields(call: Call) -> dict[str, str]:
-    body = _body(call)
+    body = call.body()
     return {name: str(body[name]) for name in SYSTEM_PROMPT_FIELDS if name in body}
 
 

@@ -31,7 +31,7 @@ async def chat_stream(call: Call) -> WireStreamResponse:
     chat.ensure_enabled()
     user = call.authenticate()
     call.check.raise_for_errors()
-    body = call.check.body if isinstance(call.check.body, dict) else {}
+    body = call.body()
     scenario, faults = mock_selectors(call, chat.engine.scenario_names())
     request = chat.unbound_request(user, str(body["input"]).strip(), scenario=scenario, faults=faults)
     reply = chat.engine.plan(replace(request, warn=call.warn))

@@ -78,10 +78,17 @@ class SpecRouter:
         raise NotFound()
 
     def _refuse(self, request: Request, route: PathRoute | None) -> ASGIApp:
-        """DRF runs `initial()` (feature flag, authentication) before looking up the handler."""
-        if route is not None and any(op.streams for op in route.operations.values()):
-            self.services.chat.ensure_enabled()
-        Call(request, self.services, RequestCheck.empty()).authenticate()
+        """DRF runs `initial()` (feature flag, authentication) before looking up the handler.
+
+        An AllowAny view (every operation `open`) has no feature flag in `initial()` and lets an
+        anonymous caller through; credentials that do not hold are still 401."""
+        call = Call(request, self.services, RequestCheck.empty())
+        if route is not None and route.operations and all(op.open for op in route.operations.values()):
+            call.authenticate_if_credentials()
+        else:
+            if route is not None and any(op.streams for op in route.operations.values()):
+                self.services.chat.ensure_enabled()
+            call.authenticate()
         if request.method == "OPTIONS" and route is not None:
             return json_response(_metadata(route))
         raise MethodNotAllowed(request.method)

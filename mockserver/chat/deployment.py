@@ -28,8 +28,9 @@ class TokenLimits:
     monthly: int | None = None
 
 
-# 8.1's AI_ASSISTANT_ENABLED_ROLES, as one choice (the mock's shorthand for the role lists).
-ROLE_CHOICES = ("all", "staff", "staff_and_support", "none", "misconfigured")
+# 8.1's AI_ASSISTANT_ENABLED_ROLES, as one choice (the mock's shorthand for the role lists);
+# `anonymous` opens the public marketplace chat.
+ROLE_CHOICES = ("all", "staff", "staff_and_support", "none", "misconfigured", "anonymous")
 
 
 @dataclass
@@ -43,7 +44,10 @@ class DeploymentSettings:
     injection_allowlist: list[str] = field(default_factory=list)
     history_limit: int = 50
     # 8.1 only: AI_ASSISTANT_ENABLED_ROLES as one choice, and the global budget (None: off).
-    enabled_roles: str = "all"  # all | staff | staff_and_support | none | misconfigured
+    enabled_roles: str = "all"  # all | staff | staff_and_support | none | misconfigured | anonymous
+    public_marketplace_enabled: bool = True  # the anonymous chat needs public marketplace browsing
+    # Per-IP token caps of the anonymous chat: None or -1 = no cap, n >= 0 = cap.
+    anonymous_ip_limits: TokenLimits = field(default_factory=TokenLimits)
     global_requests_per_minute: int | None = None
     global_daily_token_budget: int | None = None
     recent_stream_starts: list[datetime] = field(default_factory=list)  # the budget's window (not shown)

@@ -196,8 +196,13 @@ def _shape_stream_body(case: Any, spec: SpecIndex) -> None:
 
 
 def _judged_on_what_was_sent(failure: Any, case: Any, spec: SpecIndex, response: Any = None) -> bool:
-    """False for a failure that judges a case as other than the request really sent."""
-    if isinstance(failure, RejectedPositiveData) and (case.id in _STATE.left_out or _state_refusal(case, response)):
+    """False for a failure that judges a case as other than the request really sent.
+
+    A documented state refusal (e.g. 424 while a feature is off, answered before the body
+    is read) is neither a rejected valid request nor an accepted invalid one."""
+    if isinstance(failure, RejectedPositiveData) and case.id in _STATE.left_out:
+        return False
+    if isinstance(failure, (RejectedPositiveData, AcceptedNegativeData)) and _state_refusal(case, response):
         return False
     return not (isinstance(failure, AcceptedNegativeData) and _only_lenient_mutated(case, spec))
 

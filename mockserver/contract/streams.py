@@ -196,8 +196,8 @@ def _blocks_problem(
         if user.get("blocks") != wanted:
             return "stream.user_message_blocks", f"the user message's blocks are {user.get('blocks')!r}, not {wanted!r}"
     assert isinstance(blocks, list)
-    # Tool-call blocks (`key: tool`) record calls the wire never shows: only content blocks are compared.
-    stored = records_of_blocks([b for b in blocks if b["key"] != "tool"])
+    # A tool block stands for its result record (the call itself is never on the wire).
+    stored = records_of_blocks(blocks)
     streamed = join_markdown(records)
     if expect.cancelled:
         if not is_prefix(stored, streamed):

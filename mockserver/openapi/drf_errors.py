@@ -89,9 +89,10 @@ def body_errors(errors: Iterable[SchemaError], body: Any) -> FieldErrors | None:
         if "then" in error.absolute_schema_path:
             continue  # cross-field rules: the serializer's validate(), run after the fields (chat service)
         if error.validator == "required" and not error.path:
+            # jsonschema reports each missing field once, every time with the whole `required` list.
             for name in error.validator_value:
-                if name not in body:
-                    result.setdefault(name, []).append("This field is required.")
+                if name not in body and "This field is required." not in result.setdefault(name, []):
+                    result[name].append("This field is required.")
             continue
         if error.validator == "additionalProperties":
             continue  # DRF ignores unknown keys

@@ -56,6 +56,11 @@ def is_drf_text(value: object) -> bool:
 EXTRA_FORMATS = {"uuid": is_uuid, "drf-text": is_drf_text}
 
 
+def _admits_anonymous(requirements: list[dict[str, Any]]) -> bool:
+    """No requirement, or an empty one among them: OpenAPI's way of saying AllowAny."""
+    return not requirements or {} in requirements
+
+
 @dataclass(frozen=True)
 class Operation:
     operation_id: str
@@ -64,6 +69,7 @@ class Operation:
     lenient_params: frozenset[str] = frozenset()
     body_ignored: bool = False
     streams: bool = False  # answers a sequential media type (NDJSON, SSE)
+    open: bool = False  # its security admits anonymous callers (DRF's AllowAny)
     body_media_types: frozenset[str] = frozenset()
     trimmed_fields: frozenset[str] = frozenset()  # body fields DRF strips before validating
     nullable_fields: frozenset[str] = frozenset()  # in a form body, DRF reads "" as null for these
@@ -146,6 +152,7 @@ class SpecIndex:
                     streams=any(
                         m in self.resolve(r).get("content", {}) for r in responses for m in SEQUENTIAL_MEDIA_TYPES
                     ),
+                    open=_admits_anonymous(spec_op.get("security", self.document.get("security", []))),
                     **self._body_facts(spec_op),
                 )
             routes.append(route)

@@ -8,7 +8,9 @@ record kinds (`homeport_nav`, `resource_list`, `ask_user_form`, `vm_order`, the 
 from __future__ import annotations
 
 from mockserver.api.endpoints_v8_1 import HANDLERS
+from mockserver.chat.blocks import is_tool_call, tool_call_problems
 from mockserver.engine.adapters.waldur_records import NDJSON_ENCODER
+from mockserver.engine.records import Record
 from mockserver.engine.scripted import ScriptedEngine
 from mockserver.errors import FailedDependency
 from mockserver.openapi.loader import SpecIndex
@@ -19,9 +21,16 @@ from mockserver.resources import SCRIPT_DIR_8_1, SPEC_DIR
 
 
 def check_record_scripts(engine: ScriptedEngine, spec: SpecIndex) -> None:
-    """Every record a script would send must be a valid 8.1 `ChatResponse` (`load` is never sent)."""
+    """Every record a script would send must be a valid 8.1 `ChatResponse`; `load` is never sent,
+    and a tool call (`load` of kind `tool`) must say which tool."""
     validator = spec.schema_validator(RECORD_SCHEMA)
-    engine.check(lambda record: [] if record.get("k") == "load" else record_problems(validator, record))
+
+    def problems(record: Record) -> list[str]:
+        if is_tool_call(record):
+            return tool_call_problems(record)
+        return [] if record.get("k") == "load" else record_problems(validator, record)
+
+    engine.check(problems)
 
 
 PROFILE = ApiProfile(

@@ -13,7 +13,8 @@ import sys
 from typing import Any
 from uuid import UUID
 
-from waldur_api_client import AuthenticatedClient, errors
+import httpx
+from waldur_api_client import AuthenticatedClient, Client, errors
 from waldur_api_client.api.chat import chat_stream
 from waldur_api_client.api.chat_messages import chat_messages_feedback, chat_messages_list
 from waldur_api_client.api.chat_quota import chat_quota_set_quota, chat_quota_usage_retrieve
@@ -31,7 +32,15 @@ from waldur_api_client.api.chat_threads import (
     chat_threads_unarchive,
 )
 from waldur_api_client.api.chat_tools import chat_tools_execute
+from waldur_api_client.api.marketplace_chat import (
+    marketplace_chat_click,
+    marketplace_chat_feedback,
+    marketplace_chat_stream,
+)
 from waldur_api_client.models import (
+    AnonymousChatClickRequestRequest,
+    AnonymousChatFeedbackRequestRequest,
+    AnonymousChatStreamRequestRequest,
     ChatRequestRequest,
     FeedbackCategoryEnum,
     MessageFeedbackRequest,
@@ -102,6 +111,34 @@ def main(base: str) -> dict[str, Any]:
     )
     results["chat_tools_execute"] = outcome(
         lambda: chat_tools_execute.sync_detailed(client=alice, body=ToolExecuteRequest(tool="show_user_resources"))
+    )
+    results.update(anonymous(base))
+    return results
+
+
+def anonymous(base: str) -> dict[str, Any]:
+    """The marketplace chat, no token: switched on through the mock's control API first."""
+    httpx.patch(f"{base}/__mock__/config", json={"enabled_roles": "anonymous"}).raise_for_status()
+    visitor = Client(base_url=base)
+    results: dict[str, Any] = {}
+    ask = AnonymousChatStreamRequestRequest(input_="recommend an offering", session_id="driver-session-1")
+    stream = outcome(lambda: marketplace_chat_stream.sync_detailed(client=visitor, body=ask))  # type: ignore[arg-type]
+    results["marketplace_chat_stream"] = stream
+    records = [json.loads(line) for line in stream.get("body", "").splitlines() if line]
+    meta = records[0]["m"]
+    interaction, token = UUID(meta["interaction_uuid"]), meta["feedback_token"]
+    feedback = AnonymousChatFeedbackRequestRequest(
+        interaction_uuid=interaction, feedback_token=token, score=-1, category=FeedbackCategoryEnum.INCOMPLETE
+    )
+    results["marketplace_chat_feedback"] = outcome(
+        lambda: marketplace_chat_feedback.sync_detailed(client=visitor, body=feedback)  # type: ignore[arg-type]
+    )
+    offering = next(r for r in records if r.get("k") == "homeport_nav")["links"][0]["url"].split("/")[-2]
+    click = AnonymousChatClickRequestRequest(
+        interaction_uuid=interaction, feedback_token=token, offering_uuid=UUID(offering)
+    )
+    results["marketplace_chat_click"] = outcome(
+        lambda: marketplace_chat_click.sync_detailed(client=visitor, body=click)  # type: ignore[arg-type]
     )
     return results
 

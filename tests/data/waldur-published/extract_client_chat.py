@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 CHAT_API_DIRS = (
+    "anonymous_chat_feedbacks",
+    "anonymous_chat_interactions",
     "chat",
     "chat_messages",
     "chat_quota",
@@ -24,6 +26,7 @@ CHAT_API_DIRS = (
     "chat_system_prompts",
     "chat_threads",
     "chat_tools",
+    "marketplace_chat",
 )
 
 
