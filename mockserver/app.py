@@ -113,7 +113,9 @@ class MockApp:
         )
         self.scripted = self._scripted_engine()
         self.engine = self.options.engine or self._http_engine() or self.scripted
-        self.chat = ChatService(self.store, self.engine, self.settings, self.profile.chat_disabled)
+        self.chat = ChatService(
+            self.store, self.engine, self.settings, self.profile.chat_disabled, self.profile.upstream_missing
+        )
         self.services = Services(store=self.store, settings=self.settings, chat=self.chat, tools=self.tools)
         self.journal = RequestJournal(self.options.journal_limit, api=self.profile.name)
         self.violations = ViolationLog()

@@ -470,3 +470,17 @@ def test_stored_blocks_stand_for_the_records_a_client_saw() -> None:
     assert records_of_blocks(collector.blocks) == join_markdown([*wire, listing])
     apart = [{"id": f"blk_{i}", "key": "markdown", "status": "complete", "content": c} for i, c in enumerate("ab")]
     assert records_of_blocks(apart) == [{"k": "markdown", "c": "a"}, {"k": "markdown", "c": "b"}]
+
+
+@pytest.mark.parametrize(
+    ("switch", "text"),
+    [
+        ("upstream_url_configured", "AI Assistant API URL is not configured."),
+        ("upstream_token_configured", "AI Assistant API token is not configured."),
+    ],
+)
+def test_an_unconfigured_upstream_is_named_as_8_1_names_it(clients: Clients, switch: str, text: str) -> None:
+    """8.1 renamed 8.0.5's "LLM inference API ..." 409 texts."""
+    assert clients.anonymous.request("PATCH", "/__mock__/config", json={switch: False}).status_code == 200
+    refused = clients.alice.post("/api/chat/stream/", json={"input": "hello"})
+    assert (refused.status_code, refused.json()) == (409, {"detail": text})

@@ -61,6 +61,10 @@ class PreparedTurn:
         return self.kind != "title"
 
 
+# The 409 texts with no upstream URL / token; a profile may name them otherwise (8.1 renamed them).
+UPSTREAM_MISSING = ("LLM inference API URL is not configured.", "LLM inference API token is not configured.")
+
+
 class ChatService:
     def __init__(
         self,
@@ -68,12 +72,14 @@ class ChatService:
         engine: ReplyEngine,
         settings: DeploymentSettings,
         disabled: Callable[[], ApiError] = FailedDependency,
+        upstream_missing: tuple[str, str] = UPSTREAM_MISSING,
     ):
         self.store = store
         self.engine = engine
         self.settings = settings
         self.quota = QuotaBook(settings)
         self.disabled = disabled  # the API profile's answer with chat off (424, or 404 before 8.0)
+        self.upstream_missing = upstream_missing  # the profile's 409 texts: no upstream URL, no token
 
     # -- checks before the body is read (steps 1 and 3) ----------------------
     def ensure_enabled(self) -> None:
@@ -82,9 +88,9 @@ class ChatService:
 
     def ensure_upstream_configured(self) -> None:
         if not self.settings.upstream_url_configured:
-            raise Conflict("LLM inference API URL is not configured.")
+            raise Conflict(self.upstream_missing[0])
         if not self.settings.upstream_token_configured:
-            raise Conflict("LLM inference API token is not configured.")
+            raise Conflict(self.upstream_missing[1])
 
     # -- steps 4-8 ------------------------------------------------------------
     def prepare(

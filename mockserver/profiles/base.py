@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from mockserver.api.context import Handler
+from mockserver.chat.service import UPSTREAM_MISSING
 from mockserver.engine.scripted import ScriptedEngine
 from mockserver.engine.writer import Encoder
 from mockserver.errors import ApiError
@@ -64,3 +65,5 @@ class ApiProfile:
     contract_parts: tuple[str, ...]  # the parts of `verify` that apply to this API
     default_scripts: Path | None = None  # the profile's own default reply scripts (None: the packaged ones)
     traits: ApiTraits = ApiTraits()
+    # The 409 texts when the upstream's URL / token is not configured (renamed after 8.0.5).
+    upstream_missing: tuple[str, str] = UPSTREAM_MISSING

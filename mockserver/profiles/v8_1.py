@@ -45,6 +45,7 @@ PROFILE = ApiProfile(
     summary="blocks, server-side thread names, cancel, feedback, stats, system prompts and the NDJSON stream",
     contract_parts=("schema", "stream", "behaviour", "configuration"),
     default_scripts=SCRIPT_DIR_8_1,
+    upstream_missing=("AI Assistant API URL is not configured.", "AI Assistant API token is not configured."),
     traits=ApiTraits(
         thread_naming="server",
         message_body="blocks",
