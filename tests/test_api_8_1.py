@@ -484,3 +484,34 @@ def test_an_unconfigured_upstream_is_named_as_8_1_names_it(clients: Clients, swi
     assert clients.anonymous.request("PATCH", "/__mock__/config", json={switch: False}).status_code == 200
     refused = clients.alice.post("/api/chat/stream/", json={"input": "hello"})
     assert (refused.status_code, refused.json()) == (409, {"detail": text})
+
+
+def test_a_newer_question_on_the_thread_supersedes_the_stream_in_flight() -> None:
+    """Waldur stops a stream when a newer user message lands on its thread, as on a cancel."""
+    app = create_app(ServerOptions(api="8.1", speed=1.0))
+    app.replace_scripts(load_scripts_text(SLOW, "<slow>"), "<slow>")
+    headers = {"Authorization": "Token alice-token"}
+
+    async def scenario(base: str) -> tuple[list[dict], list[dict], list[dict]]:
+        async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as http:
+            first: list[dict] = []
+            second: list[dict] = []
+            async with http.stream("POST", "/api/chat/stream/", json={"input": "go"}) as response:
+                async for line in response.aiter_lines():
+                    if not line:
+                        continue
+                    first.append(json.loads(line))
+                    if len(first) == 2:
+                        thread = first[0]["m"]["thread_uuid"]
+                        follow_up = await http.post("/api/chat/stream/", json={"input": "next", "thread_uuid": thread})
+                        second = [json.loads(line) for line in follow_up.text.splitlines()]
+            listed = await http.get("/api/chat-messages/", params={"thread": first[0]["m"]["thread_uuid"]})
+            return first, second, listed.json()
+
+    with served_app(app) as base:
+        first, second, stored = asyncio.run(scenario(base))
+    assert grammar_tokens(first) == "TMU", first
+    assert "Second" not in json.dumps(first)
+    assert "Second" in json.dumps(second), "the newer turn itself streams to its end"
+    answer = next(m for m in stored if m["uuid"] == first[-1]["m"]["assistant_message_uuid"])
+    assert records_of_blocks(answer["blocks"]) == join_markdown(first)

@@ -113,16 +113,20 @@ class Turn81:
     new_thread: bool
     collector: BlockCollector = field(default_factory=BlockCollector)
     cancel_start: int = 0
+    questions_start: int = 0
 
     def __post_init__(self) -> None:
         self.cancel_start = self.turn.thread.cancel_requests
+        self.questions_start = self.turn.thread.questions  # this turn's own question included
 
     @property
     def store(self) -> ChatStore:
         return self.chat.store
 
     def cancelled(self) -> bool:
-        return self.turn.thread.cancel_requests != self.cancel_start
+        """A cancel, or a newer question on the thread ("superseded"): Waldur stops both alike."""
+        thread = self.turn.thread
+        return thread.cancel_requests != self.cancel_start or thread.questions != self.questions_start
 
     def stream(self) -> AsyncGenerator[StreamItem, None]:
         return self.chat.stream(self.turn, adapt=self.adapt, after_finish=self.after_finish)

@@ -392,6 +392,8 @@ class ChatStore:
                 replaces.replaced_by = message
             if replaced_by is not None:
                 message.replaced_by, replaced_by.replaces = replaced_by, message
+            if role == "user":
+                thread.questions += 1
             self._messages.append(message)
             self._messages_of_thread.setdefault(thread.uuid, []).append(message)
             self._messages_of_owner.setdefault(thread.owner.uuid, []).append(message)

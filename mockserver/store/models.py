@@ -52,6 +52,7 @@ class Thread:
     # 8.1 only (other profiles never read them): cancel requests and title-generation usage.
     cancel_requested_at: datetime | None = None
     cancel_requests: int = 0  # bumped by every cancel: a stream compares it with its start value
+    questions: int = 0  # user messages stored: a stream that sees a newer one stops ("superseded")
     title_gen_input_tokens: int | None = None
     title_gen_output_tokens: int | None = None
 
