@@ -6,7 +6,7 @@ the mock served by a real uvicorn (responses validated against the 8.1 spec).
 
 The client's own quirk, as with 8.0.5: `chat_stream` has no 200 branch, so a good NDJSON
 answer surfaces as `UnexpectedStatus` (status 200, the stream in `content`). Operations with
-an empty answer (cancel, archive, unarchive, set_quota, the marketplace chat's feedback and
+an empty answer (cancel, archive, unarchive, set_quota, a system prompt's destroy, the marketplace chat's feedback and
 click) parse to None by design; the marketplace chat's stream has a 200 branch that returns
 None (the NDJSON stays in `content`).
 """
@@ -29,6 +29,7 @@ EMPTY_ANSWERS = {"chat_threads_cancel": 200, "chat_threads_archive": 204, "chat_
 EMPTY_ANSWERS["chat_quota_set_quota"] = 200
 # The marketplace chat's three operations declare no response model: a 200 parses to None.
 EMPTY_ANSWERS |= {"marketplace_chat_feedback": 200, "marketplace_chat_click": 200}
+EMPTY_ANSWERS["chat_system_prompts_destroy"] = 204
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +70,12 @@ def test_every_operation_parses_with_the_8_1_3_client(client_python: Path) -> No
     assert json.loads(anonymous["body"].splitlines()[-1])["m"]["output_tokens"] > 0
     for name, status in EMPTY_ANSWERS.items():
         assert (results.pop(name)["status"]) == status, name
+    created = results.pop("chat_system_prompts_create")
+    assert (created["status"], created["parsed"]) == (201, True)
+    activated = json.loads(results["chat_system_prompts_activate"]["body"])
+    assert activated["is_active"] and not json.loads(results["chat_system_prompts_deactivate"]["body"])["is_active"]
     failures = {name: result for name, result in results.items() if not (result["status"] == 200 and result["parsed"])}
     assert failures == {}
-    assert len(results) == 11  # the ten operations that answer with a body, plus staff's view of the messages
+    # The ten chat operations that answer with a body, staff's view of the messages, and seven
+    # system prompt operations (list, retrieve, update, partial update, activate, deactivate, count).
+    assert len(results) == 18

@@ -23,6 +23,17 @@ from waldur_api_client.api.chat_sessions import (
     chat_sessions_list,
     chat_sessions_retrieve,
 )
+from waldur_api_client.api.chat_system_prompts import (
+    chat_system_prompts_activate,
+    chat_system_prompts_count,
+    chat_system_prompts_create,
+    chat_system_prompts_deactivate,
+    chat_system_prompts_destroy,
+    chat_system_prompts_list,
+    chat_system_prompts_partial_update,
+    chat_system_prompts_retrieve,
+    chat_system_prompts_update,
+)
 from waldur_api_client.api.chat_threads import (
     chat_threads_archive,
     chat_threads_cancel,
@@ -44,7 +55,9 @@ from waldur_api_client.models import (
     ChatRequestRequest,
     FeedbackCategoryEnum,
     MessageFeedbackRequest,
+    PatchedSystemPromptRequest,
     SetTokenQuotaRequest,
+    SystemPromptRequest,
     ThreadSessionRequest,
     ToolExecuteRequest,
 )
@@ -112,7 +125,39 @@ def main(base: str) -> dict[str, Any]:
     results["chat_tools_execute"] = outcome(
         lambda: chat_tools_execute.sync_detailed(client=alice, body=ToolExecuteRequest(tool="show_user_resources"))
     )
+    results.update(system_prompts(staff))
     results.update(anonymous(base))
+    return results
+
+
+def system_prompts(staff: AuthenticatedClient) -> dict[str, Any]:
+    """CRUD, activate/deactivate (the client sends a body with both) and the HEAD count, as staff."""
+    results: dict[str, Any] = {}
+    body = SystemPromptRequest(name="driver", description="made by the driver", custom_instructions="Be brief.")
+    created = outcome(lambda: chat_system_prompts_create.sync_detailed(client=staff, body=body))
+    results["chat_system_prompts_create"] = created
+    prompt = UUID(json.loads(created["body"])["uuid"])
+    results["chat_system_prompts_list"] = outcome(lambda: chat_system_prompts_list.sync_detailed(client=staff))
+    results["chat_system_prompts_retrieve"] = outcome(
+        lambda: chat_system_prompts_retrieve.sync_detailed(prompt, client=staff)
+    )
+    results["chat_system_prompts_update"] = outcome(
+        lambda: chat_system_prompts_update.sync_detailed(prompt, client=staff, body=body)
+    )
+    patch = PatchedSystemPromptRequest(description="patched by the driver")
+    results["chat_system_prompts_partial_update"] = outcome(
+        lambda: chat_system_prompts_partial_update.sync_detailed(prompt, client=staff, body=patch)
+    )
+    results["chat_system_prompts_activate"] = outcome(
+        lambda: chat_system_prompts_activate.sync_detailed(prompt, client=staff, body=body)
+    )
+    results["chat_system_prompts_deactivate"] = outcome(
+        lambda: chat_system_prompts_deactivate.sync_detailed(prompt, client=staff, body=body)
+    )
+    results["chat_system_prompts_count"] = outcome(lambda: chat_system_prompts_count.sync_detailed(client=staff))
+    results["chat_system_prompts_destroy"] = outcome(
+        lambda: chat_system_prompts_destroy.sync_detailed(prompt, client=staff)
+    )
     return results
 
 
