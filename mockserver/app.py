@@ -44,7 +44,7 @@ from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_r
 from mockserver.errors import ConfigurationError
 from mockserver.openapi.loader import SpecIndex
 from mockserver.openapi.validation import ValidationMiddleware, ViolationLog
-from mockserver.profiles import DEFAULT_API, get_profile
+from mockserver.profiles import API_NAMES, DEFAULT_API, get_profile
 from mockserver.replay.replayer import ReplayLayer, ReplaySource, UserAliases
 from mockserver.resources import UI_DIR
 from mockserver.seed import apply_seed, load_seed
@@ -143,8 +143,9 @@ class MockApp:
         target = self.options.upstream_target
         if target is None:
             return None
-        if self.profile.name != DEFAULT_API:  # the 7.9.4 SSE stream plays a planned reply
-            raise ConfigurationError(f"--upstream-url works with --api {DEFAULT_API} (the record stream) only")
+        if not self.profile.live_upstream:
+            able = ", ".join(name for name in API_NAMES if get_profile(name).live_upstream)
+            raise ConfigurationError(f"--upstream-url works with --api {able} only (this API's turn plans its reply)")
         from mockserver.upstream.client import HttpUpstreamEngine
 
         return HttpUpstreamEngine(target, self.tools)

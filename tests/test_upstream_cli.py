@@ -43,8 +43,9 @@ def test_the_upstream_command_serves_only_the_upstream() -> None:
     assert f"{base}/__upstream__/openai/v1" in out
 
 
-def test_upstream_url_is_refused_with_the_7_9_4_profile(capsys: pytest.CaptureFixture[str]) -> None:
-    code = main(["serve", "--api", "7.9.4", "--upstream-url", "http://127.0.0.1:1/v1"])
+@pytest.mark.parametrize("api", ["7.9.4", "8.1"])
+def test_upstream_url_is_refused_where_the_turn_plans_its_reply(api: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["serve", "--api", api, "--upstream-url", "http://127.0.0.1:1/v1"])
     assert code == 2
     assert "--upstream-url works with --api 8.0.5" in capsys.readouterr().err
 

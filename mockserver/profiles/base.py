@@ -64,6 +64,9 @@ class ApiProfile:
     summary: str  # one line for `--help` and the banner
     contract_parts: tuple[str, ...]  # the parts of `verify` that apply to this API
     default_scripts: Path | None = None  # the profile's own default reply scripts (None: the packaged ones)
+    # `--upstream-url` can feed the stream: the turn plans nothing ahead (7.9.4's SSE replay and
+    # 8.1's title call plan their reply, which a real upstream cannot).
+    live_upstream: bool = False
     traits: ApiTraits = ApiTraits()
     # The 409 texts when the upstream's URL / token is not configured (renamed after 8.0.5).
     upstream_missing: tuple[str, str] = UPSTREAM_MISSING

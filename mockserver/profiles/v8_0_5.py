@@ -31,4 +31,5 @@ PROFILE = ApiProfile(
     stream_path="/api/chat/stream/",
     summary="sessions, threads, messages, quota, tools and the NDJSON stream",
     contract_parts=("schema", "stream", "behaviour", "operations", "configuration"),
+    live_upstream=True,
 )
