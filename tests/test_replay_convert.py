@@ -124,3 +124,17 @@ def test_the_record_command_stopped_by_sigterm_leaves_a_complete_cassette(tmp_pa
     assert "k-secret" not in text and "alice-token" not in text
     paths = [i.request.path for i in read_cassette(cassette).interactions]
     assert paths == ["/__mock__/health", "/api/chat-threads/"]
+
+
+def test_check_reads_a_cassette_with_the_grammar_of_its_api(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """An 8.1 recording (a `w` warning, no `load`) is clean for `--api 8.1` only; SSE is refused."""
+    cassette = tmp_path / "v81.jsonl"
+    headers = {**ALICE, "X-Mock-Scenario": "pii-warning"}
+    with served_app(create_app(ServerOptions(api="8.1", speed=0))) as target, recorder_for(target, cassette) as rec:
+        streamed = httpx.post(f"{rec}/api/chat/stream/", json={"input": "my email is a@b.c"}, headers=headers)
+    assert '"w":' in streamed.text.splitlines()[1]
+    assert main(["cassette", "check", "--api", "8.1", str(cassette)]) == 0
+    assert main(["cassette", "check", str(cassette)]) == 1  # 8.0.5 has no `w` record
+    assert "breaks the record schema" in capsys.readouterr().out
+    assert main(["cassette", "check", "--api", "7.9.4", str(cassette)]) == 2
+    assert "streams SSE events" in capsys.readouterr().err

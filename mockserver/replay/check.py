@@ -1,4 +1,6 @@
-"""`cassette check`: every recorded stream line a real Waldur 8.0.5 stream could not contain, with why.
+"""`cassette check`: every recorded stream line a real Waldur stream could not contain, with why.
+
+The API profile (`--api`, 8.0.5 by default) names the record schema and the grammar.
 
 Reuses the spec's record validator (`record_problems`) for each line, the one NDJSON codec
 for the compact form, and the contract suite's stream checker for the grammar of a stream.
@@ -15,29 +17,35 @@ from mockserver.contract.streams import NDJSON, StreamChecker, StreamExpectation
 from mockserver.contract.target import StreamCapture
 from mockserver.engine.records import encode_record
 from mockserver.openapi.loader import SpecIndex
+from mockserver.openapi.sequential import EVENT_STREAM
 from mockserver.openapi.validation import record_problems
-from mockserver.profiles import get_profile
+from mockserver.profiles import DEFAULT_API, get_profile
+from mockserver.profiles.base import ApiProfile
 from mockserver.replay.cassette import Cassette, Interaction
 from mockserver.replay.convert import request_fields
 
 
-def check_cassette(cassette: Cassette, spec: SpecIndex | None = None) -> list[str]:
+class NotARecordStream(ValueError):
+    """The profile streams SSE, not NDJSON records: nothing here can check it."""
+
+
+def check_cassette(cassette: Cassette, spec: SpecIndex | None = None, api: str = DEFAULT_API) -> list[str]:
     """One entry per problem: `interaction N line M: reason` (N counts from 1, as the cassette's entries)."""
-    profile = get_profile("8.0.5")  # cassettes of the NDJSON stream; the 8.0.5 profile names its record
+    profile = get_profile(api)
+    if profile.encoder.media_type == EVENT_STREAM:
+        raise NotARecordStream(f"--api {api} streams SSE events; cassette check reads NDJSON record streams")
     validator = (spec or SpecIndex.from_file(profile.spec_file)).schema_validator(profile.stream_item_schema)
-    checker = StreamChecker(validator)
+    checker = StreamChecker(validator, profile.traits)
     problems = []
     for number, interaction in enumerate(cassette.interactions, start=1):
-        if _is_waldur_stream(interaction):
+        if _is_waldur_stream(interaction, profile):
             problems.extend(f"interaction {number} {p}" for p in _stream_problems(interaction, validator, checker))
     return problems
 
 
-def _is_waldur_stream(interaction: Interaction) -> bool:
+def _is_waldur_stream(interaction: Interaction, profile: ApiProfile) -> bool:
     response = interaction.response
-    return (
-        interaction.request.path == get_profile("8.0.5").stream_path and response.status == 200 and response.is_stream
-    )
+    return interaction.request.path == profile.stream_path and response.status == 200 and response.is_stream
 
 
 def _stream_problems(interaction: Interaction, validator: object, checker: StreamChecker) -> list[str]:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from mockserver.cli_common import add_flag, ensure_free, run_server
+from mockserver.cli_common import add_flag, ensure_free, run_server, usage_error
 from mockserver.errors import ConfigurationError
 
 RECORD_EPILOG = """\
@@ -66,6 +66,7 @@ def add_cassette_command(commands: Any) -> None:
     actions = cassette.add_subparsers(dest="action", required=True, metavar="ACTION")
     check = actions.add_parser("check", help="list lines a real Waldur stream could not produce")
     check.add_argument("file", type=Path, metavar="FILE")
+    add_flag(check, "--api", help="the Waldur version the cassette was recorded from (its records and grammar)")
     scripts = actions.add_parser("to-scripts", help="turn each recorded stream into a reply script")
     scripts.add_argument("file", type=Path, metavar="FILE")
     scripts.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory for the script file")
@@ -127,9 +128,12 @@ def cassette(args: argparse.Namespace) -> int:
 
     loaded = read_cassette(args.file)
     if args.action == "check":
-        from mockserver.replay.check import check_cassette
+        from mockserver.replay.check import NotARecordStream, check_cassette
 
-        problems = check_cassette(loaded)
+        try:
+            problems = check_cassette(loaded, api=args.api)
+        except NotARecordStream as refused:
+            return usage_error(str(refused))
         for problem in problems:
             print(f"{args.file}: {problem}")
         print(f"{len(loaded.interactions)} interactions, {len(problems)} lines a real Waldur could not send")
