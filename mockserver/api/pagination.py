@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from typing import TypeVar
+from urllib.parse import parse_qsl, urlencode
 
-from starlette.datastructures import URL, QueryParams
+from starlette.datastructures import URL
 
 from mockserver.errors import NotFound
 
@@ -38,21 +39,26 @@ def page_number(raw: str | None, pages: int) -> int:
     return number
 
 
-def _without_page(url: URL) -> str:
-    return str(url.remove_query_params("page"))
+def _last(pairs: list[tuple[str, str]], name: str) -> str | None:
+    """The value a QueryParams lookup gives: the last one sent."""
+    return next((value for key, value in reversed(pairs) if key == name), None)
 
 
 def paginate(items: Sequence[T], url: URL) -> tuple[list[T], dict[str, str]]:
     """One page of `items` and the headers that describe it; 404 "Invalid page." when out of range."""
-    query = QueryParams(url.query)
-    size = page_size(query.get("page_size"))
+    # Parsed once for the page parameters and every link: the same pairs Starlette's
+    # remove_query_params and include_query_params would parse for each link again.
+    pairs = parse_qsl(url.query, keep_blank_values=True)
+    size = page_size(_last(pairs, "page_size"))
     pages = max(1, math.ceil(len(items) / size))
-    number = page_number(query.get("page"), pages)
+    number = page_number(_last(pairs, "page"), pages)
     start = (number - 1) * size
-    first = _without_page(url)  # once: every link to page 1 is this one
+    others = [(key, value) for key, value in pairs if key != "page"]
+    first = str(url.replace(query=urlencode(others)))  # once: every link to page 1 is this one
 
     def page_link(page: int) -> str:
-        return first if page == 1 else str(url.include_query_params(page=page))
+        # include_query_params(page=N): the old `page` values go, the new one comes last.
+        return first if page == 1 else str(url.replace(query=urlencode([*others, ("page", str(page))])))
 
     links = [(first, "first")]
     if number > 1:
