@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from urllib.parse import quote
 
+import anyio
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -207,3 +208,26 @@ def test_cached_timestamps_format_as_uncached_ones() -> None:
     assert format_datetime(moment) == format_datetime(elsewhere) == "2026-12-02T12:00:00.123456Z"
     assert format_datetime.__wrapped__(elsewhere) == format_datetime(elsewhere)
     assert format_datetime(moment.replace(microsecond=0)) == "2026-12-02T12:00:00Z"
+
+
+# -- the collector while a server runs ---------------------------------------------------------
+def test_a_served_app_freezes_its_start_up_heap_and_restores_the_collector_at_shutdown() -> None:
+    """uvicorn runs the app's lifespan: start-up objects leave every collection, full collections
+    come ten times rarer, and shutdown gives the process its collector back as it was."""
+    import gc
+
+    from mockserver.app import create_app
+    from mockserver.heap import FULL_COLLECTION_EVERY
+
+    app = create_app()
+    before = gc.get_threshold()
+    assert gc.get_freeze_count() == 0
+
+    async def serve() -> None:
+        async with app.asgi.router.lifespan_context(app.asgi):
+            assert gc.get_freeze_count() > 0
+            assert gc.get_threshold() == (before[0], before[1], FULL_COLLECTION_EVERY)
+
+    anyio.run(serve)
+    assert gc.get_threshold() == before
+    assert gc.get_freeze_count() == 0
