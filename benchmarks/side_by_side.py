@@ -1,7 +1,7 @@
 """The mock against a bare-stack ceiling, side by side in one run, and the store-size scaling table.
 
     .venv/bin/python benchmarks/side_by_side.py [--rounds 3] [--duration 5] [--connections 4]
-        [--http h11|httptools] [--threads 10,50000] [--skip-scaling] [--streams 500,1000,2000]
+        [--http h11|httptools] [--threads 10,50000] [--skip-scaling] [--streams 500,1000,2000] [--source DIR]
 
 Starts the mock (`servers.py mock`) and the ceiling (`servers.py ceiling`, answering the bytes
 the mock answered) on loopback, pinned to core 0 when `taskset` exists, and drives them
@@ -75,11 +75,13 @@ class Running:
 
 
 @contextmanager
-def server(kind: str, *extra: str) -> Iterator[Running]:
-    """Start one server process; yield its base URL, pid and the JSON line it printed."""
+def server(kind: str, *extra: str, source: Path | None = None) -> Iterator[Running]:
+    """Start one server process (the mock from `source`'s tree if given); yield its base URL, pid
+    and the JSON line it printed."""
     port = free_port()
     command = [*pinned(0), sys.executable, str(HERE / "servers.py"), kind, "--port", str(port), *extra]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONPATH": str(source.resolve())} if source is not None else None
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
         facts = json.loads(process.stdout.readline() or "{}")
@@ -200,7 +202,7 @@ def side_by_side(args: argparse.Namespace) -> None:
     print(f"# side by side: {args.rounds} rounds x {args.duration} s, {args.connections} connections, http={args.http}")
     print(f"# load: {'wrk' if shutil.which('wrk') else 'loadgen.py (asyncio, own process)'}")
     print(f"# load average at the start: {os.getloadavg()[0]:.2f}")
-    with server("mock", "--threads", "10", "--http", args.http) as mock:
+    with server("mock", "--threads", "10", "--http", args.http, source=args.source) as mock:
         thread = mock.facts["thread"]
         with tempfile.TemporaryDirectory() as tmp:
             answers = Path(tmp) / "answers.json"
@@ -232,7 +234,7 @@ def scaling(args: argparse.Namespace) -> None:
     sizes = [int(n) for n in args.threads.split(",")]
     costs: dict[int, dict[str, dict[str, float]]] = {}
     for size in sizes:
-        with server("mock", "--threads", str(size), "--http", args.http) as mock:
+        with server("mock", "--threads", str(size), "--http", args.http, source=args.source) as mock:
             costs[size] = {
                 endpoint.name: median_run(
                     [drive_measured(mock, endpoint, mock.facts["thread"], args.duration, 1) for _ in range(args.rounds)]
@@ -252,6 +254,7 @@ def concurrent_streams(args: argparse.Namespace) -> None:
     """The concurrent-stream table: `concurrent_streams.py` at the levels of `--streams`."""
     if args.streams:
         command = [sys.executable, str(HERE / "concurrent_streams.py"), "--streams", args.streams]
+        command += ["--source", str(args.source)] if args.source else []
         print("", flush=True)
         subprocess.run(command, check=True)
 
@@ -266,6 +269,9 @@ def main() -> None:
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-side-by-side", action="store_true")
     parser.add_argument("--streams", default="500,1000,2000", help="concurrent-stream levels ('' to skip)")
+    parser.add_argument(
+        "--source", type=Path, help="run the mock from this tree (`git archive <commit> mockserver spec fixtures`)"
+    )
     args = parser.parse_args()
     if not args.skip_side_by_side:
         side_by_side(args)
