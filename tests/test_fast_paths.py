@@ -231,3 +231,40 @@ def test_a_served_app_freezes_its_start_up_heap_and_restores_the_collector_at_sh
     anyio.run(serve)
     assert gc.get_threshold() == before
     assert gc.get_freeze_count() == 0
+
+
+# -- parameter verdicts, remembered by the values sent ----------------------------------------
+PARAMETER_VALUES = ["1", "0", "-1", "300", "abc", "", "true", "no", "2026-02-30", "2026-10-25", "-created", "x,y"]
+
+
+def test_remembered_parameter_verdicts_are_the_checked_ones() -> None:
+    spec = SPECS["8.0.5"]
+    parameters = [
+        param
+        for route in spec.routes
+        for op in route.operations.values()
+        if (compiled := spec.compiled(op)) is not None
+        for param in compiled.parameters
+    ]
+    assert parameters
+    for param in parameters:
+        for values in ([v] for v in PARAMETER_VALUES):
+            fresh = param._checked(values)
+            assert param.has_problem(values) == fresh  # checked, then remembered
+            assert param.has_problem(values) == fresh  # remembered
+        assert param.has_problem(["a", "1"]) == param._checked(["a", "1"])  # repeated: all the values count
+
+
+def test_remembered_verdicts_stay_bounded() -> None:
+    from mockserver.openapi.compiled import CACHED_VALUE_LENGTH, CACHED_VERDICTS
+
+    spec = SPECS["8.0.5"]
+    compiled = spec.compiled(spec.operation("chat_threads_list"))
+    assert compiled is not None
+    page_size = next(p for p in compiled.parameters if p.name == "page_size")
+    for number in range(1, CACHED_VERDICTS * 2):  # minimum 1
+        assert page_size.has_problem([str(number)]) is False
+    assert len(page_size._verdicts) <= CACHED_VERDICTS
+    long_value = "1" * (CACHED_VALUE_LENGTH + 1)
+    page_size.has_problem([long_value])
+    assert (long_value,) not in page_size._verdicts

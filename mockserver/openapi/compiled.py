@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from jsonschema import FormatChecker
@@ -28,6 +28,8 @@ from openapi_schema_validator import OAS31Validator
 TRUE_STRINGS = frozenset({"y", "yes", "t", "true", "on", "1"})
 FALSE_STRINGS = frozenset({"n", "no", "f", "false", "off", "0"})
 SIMPLE_TYPES = frozenset({"string", "integer", "number", "boolean"})
+CACHED_VERDICTS = 256  # per parameter
+CACHED_VALUE_LENGTH = 256  # characters of the values sent; longer ones are checked every time
 MAX_INLINE_DEPTH = 16  # parameter schemas nest two or three levels; deeper means a `$ref` cycle
 
 
@@ -98,6 +100,8 @@ class CompiledParameter:
     validator: Validator
     required: bool
     default_valid: bool | None  # None: no default; else whether openapi-core's check of it passes
+    # Verdicts by the values sent: a client polling one URL sends the same ones every time.
+    _verdicts: dict[tuple[str, ...], bool] = field(default_factory=dict, compare=False, repr=False)
 
     def has_problem(self, values: list[str] | None) -> bool:
         """True where openapi-core reports this parameter (`values`: those sent, empty ones dropped)."""
@@ -105,6 +109,17 @@ class CompiledParameter:
             if self.required:
                 return True
             return self.default_valid is False
+        key = tuple(values)
+        known = self._verdicts.get(key)
+        if known is None:
+            known = self._checked(values)
+            if sum(map(len, key)) <= CACHED_VALUE_LENGTH:
+                if len(self._verdicts) >= CACHED_VERDICTS:
+                    self._verdicts.clear()  # bounded: a client sending ever new values gets no cache
+                self._verdicts[key] = known
+        return known
+
+    def _checked(self, values: list[str]) -> bool:
         try:
             if self.shape == "exploded":
                 value: Any = [self.cast(v) for v in values]
