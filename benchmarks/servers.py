@@ -105,7 +105,10 @@ def stream_ceiling_app(answers_file: Path) -> Any:
 
         return StreamingResponse(records(), media_type="application/x-ndjson")
 
-    return Starlette(routes=[Route("/api/chat/stream/", respond, methods=["POST"])])
+    # The mock's collector settings too: the floor is the stack's, not CPython's default pauses.
+    from mockserver.heap import steady_heap
+
+    return Starlette(routes=[Route("/api/chat/stream/", respond, methods=["POST"])], lifespan=steady_heap)
 
 
 def main() -> None:
