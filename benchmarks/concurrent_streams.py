@@ -10,6 +10,12 @@ between consecutive content records with the scripted gap (from the script's pla
 of the chunk that completes each record), and samples the server's RSS from /proc while the
 streams are in flight. `--source DIR` runs the server from another checkout's `mockserver`
 (a "before" tree: `git archive <commit> mockserver spec fixtures | tar -x -C DIR`).
+
+Each level also runs against the streaming ceiling (`servers.py stream-ceiling`): a bare
+Starlette route on the same uvicorn settings sending the lines the mock sent, each at its
+scripted offset, sleeping to absolute deadlines. Its gap error and first record at the same
+level are what the stack and this machine do alone (the load generator shares the 2 cores):
+the floor under the mock's figures. `--no-ceiling` skips it.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -159,7 +166,29 @@ async def load(port: int, streams: int, pid: int) -> dict[str, float]:
 
 
 # -- the driver --------------------------------------------------------------------------------
-def run_level(streams: int, source: Path | None) -> dict[str, float]:
+def record_stream(answers: Path) -> None:
+    """One long answer from a speed-0 mock, with the scripted offset of each line, for the ceiling."""
+    import httpx
+
+    sys.path.insert(0, str(HERE))
+    from side_by_side import server
+
+    with server("mock") as mock:
+        body = {"input": INPUT}
+        response = httpx.post(
+            mock.base + "/api/chat/stream/", json=body, headers={"Authorization": f"Token {AUTH_TOKEN}"}, timeout=30
+        )
+    lines = response.text.splitlines()
+    content = iter(scripted_record_offsets())
+    offsets, at = [], 0.0
+    for line in lines:  # a content record at its scripted time; the `m` records with the record before
+        at = next(content) if line.startswith('{"k"') else at
+        offsets.append(at)
+    answers.write_text(json.dumps({"lines": lines, "offsets": offsets}))
+
+
+def run_level(streams: int, source: Path | None, ceiling: Path | None = None) -> dict[str, float]:
+    """One level against the mock, or against the streaming ceiling answering from `ceiling`."""
     sys.path.insert(0, str(HERE))
     from side_by_side import free_port, pinned, wait_until_up
 
@@ -167,7 +196,8 @@ def run_level(streams: int, source: Path | None) -> dict[str, float]:
     env = dict(os.environ)
     if source is not None:
         env["PYTHONPATH"] = str(source.resolve())
-    command = [*pinned(0), sys.executable, str(HERE / "servers.py"), "mock", "--port", str(port), "--speed", "1"]
+    kind = ["mock", "--speed", "1"] if ceiling is None else ["stream-ceiling", "--answers", str(ceiling)]
+    command = [*pinned(0), sys.executable, str(HERE / "servers.py"), *kind, "--port", str(port)]
     server = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert server.stdout is not None
@@ -178,7 +208,7 @@ def run_level(streams: int, source: Path | None) -> dict[str, float]:
         subprocess.run([*warm, "--pid", str(server.pid)], check=True, capture_output=True)
         generator = [*pinned(1), sys.executable, __file__, "load", "--port", str(port), "--streams", str(streams)]
         done = subprocess.run([*generator, "--pid", str(server.pid)], check=True, capture_output=True, text=True)
-        return json.loads(done.stdout)
+        return {**json.loads(done.stdout), "server": "mock" if ceiling is None else "bare ceiling"}
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -186,13 +216,14 @@ def run_level(streams: int, source: Path | None) -> dict[str, float]:
 
 def print_table(rows: list[dict[str, float]]) -> None:
     print(
-        "| streams | complete | stream p50 / max s (scripted) | gap error p50 / p95 / max ms "
+        "| server | streams | complete | stream p50 / max s (scripted) | gap error p50 / p95 / max ms "
         "| RSS per 1,000 streams | first record p50 / p95 ms |"
     )
-    print("|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['streams']:.0f} | {r['complete']:.0f} | {r['duration_p50_s']:.2f} / {r['duration_max_s']:.2f} "
+            f"| {r['server']} | {r['streams']:.0f} | {r['complete']:.0f} "
+            f"| {r['duration_p50_s']:.2f} / {r['duration_max_s']:.2f} "
             f"({r['scripted_s']:.2f}) | {r['gap_p50_ms']:.1f} / {r['gap_p95_ms']:.1f} / {r['gap_max_ms']:.0f} "
             f"| {r['rss_per_1000_mib']:.1f} MiB ({r['rss_baseline_mib']:.0f} -> {r['rss_peak_mib']:.0f}) "
             f"| {r['first_p50_ms']:.0f} / {r['first_p95_ms']:.0f} |",
@@ -207,6 +238,7 @@ def main() -> None:
     parser.add_argument("--source", type=Path, help="run the server from this tree's mockserver (before figures)")
     parser.add_argument("--port", type=int)
     parser.add_argument("--pid", type=int)
+    parser.add_argument("--no-ceiling", action="store_true", help="skip the bare streaming ceiling")
     args = parser.parse_args()
     if args.mode == "load":
         try:
@@ -218,7 +250,17 @@ def main() -> None:
         print(json.dumps(asyncio.run(load(args.port, int(args.streams), args.pid))))
         return
     print(f"# concurrent long-answer streams at speed 1, server {args.source or 'this tree'}")
-    print_table([run_level(int(n), args.source) for n in args.streams.split(",")])
+    print(f"# load average at the start: {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        answers = None if args.no_ceiling else Path(tmp) / "stream.json"
+        if answers is not None:
+            record_stream(answers)
+        rows = []
+        for n in args.streams.split(","):  # the mock, then the ceiling, level by level
+            rows.append(run_level(int(n), args.source))
+            if answers is not None:
+                rows.append(run_level(int(n), None, answers))
+    print_table(rows)
 
 
 if __name__ == "__main__":

@@ -2,12 +2,16 @@
 
     python benchmarks/servers.py mock --port 8001 --threads 50000 [--http h11|httptools] [--speed 1]
     python benchmarks/servers.py ceiling --port 8002 --answers answers.json [--http ...]
+    python benchmarks/servers.py stream-ceiling --port 8003 --answers stream.json [--http ...]
 
 `mock` is the app `serve` runs (request validation on, CORS on, no access log, speed 0),
 with `--threads` threads of alice's in the store (every tenth and the last with two messages); it prints one JSON line
 naming the thread the benchmark reads. `ceiling` is a bare Starlette app answering recorded
 bytes (status, Content-Type, body; NDJSON through a streaming response) on the same uvicorn
-settings: the most any Python mock on this stack could do.
+settings: the most any Python mock on this stack could do. `stream-ceiling` is the same for
+paced streams: a bare Starlette route that answers `POST /api/chat/stream/` with recorded NDJSON
+lines, each sent at its scripted offset from the response's start (sleeping to absolute
+deadlines), so that what the stack alone does to the pacing of many streams can be measured.
 """
 
 from __future__ import annotations
@@ -73,9 +77,43 @@ def ceiling_app(answers_file: Path) -> Any:
     return Starlette(routes=routes)
 
 
+def stream_ceiling_app(answers_file: Path) -> Any:
+    """`{"lines": [...], "offsets": [seconds, ...]}`: line i leaves `offsets[i]` after the start."""
+    import asyncio
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response, StreamingResponse
+    from starlette.routing import Route
+
+    answer = json.loads(answers_file.read_text())
+    timeline = [
+        (offset, (line + "\n").encode()) for line, offset in zip(answer["lines"], answer["offsets"], strict=True)
+    ]
+
+    async def respond(request: Request) -> Response:
+        await request.body()
+
+        async def records() -> Any:
+            loop = asyncio.get_running_loop()
+            start = loop.time()
+            for offset, line in timeline:
+                delay = start + offset - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                yield line
+
+        return StreamingResponse(records(), media_type="application/x-ndjson")
+
+    # The mock's collector settings too: the floor is the stack's, not CPython's default pauses.
+    from mockserver.heap import steady_heap
+
+    return Starlette(routes=[Route("/api/chat/stream/", respond, methods=["POST"])], lifespan=steady_heap)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("kind", choices=["mock", "ceiling"])
+    parser.add_argument("kind", choices=["mock", "ceiling", "stream-ceiling"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--threads", type=int, default=10)
     parser.add_argument("--answers", type=Path)
@@ -87,8 +125,11 @@ def main() -> None:
     if args.kind == "mock":
         app, thread = mock_app(args.threads, args.speed)
         print(json.dumps({"thread": thread}), flush=True)
-    else:
+    elif args.kind == "ceiling":
         app = ceiling_app(args.answers)
+        print(json.dumps({}), flush=True)
+    else:
+        app = stream_ceiling_app(args.answers)
         print(json.dumps({}), flush=True)
     config = uvicorn.Config(
         app, host="127.0.0.1", port=args.port, log_level="warning", access_log=False, **uvicorn_settings(args.http)

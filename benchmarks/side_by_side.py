@@ -1,20 +1,24 @@
 """The mock against a bare-stack ceiling, side by side in one run, and the store-size scaling table.
 
     .venv/bin/python benchmarks/side_by_side.py [--rounds 3] [--duration 5] [--connections 4]
-        [--http h11|httptools] [--threads 10,50000] [--skip-scaling] [--streams 500,1000,2000]
+        [--http h11|httptools] [--threads 10,50000] [--skip-scaling] [--streams 500,1000,2000] [--source DIR]
 
 Starts the mock (`servers.py mock`) and the ceiling (`servers.py ceiling`, answering the bytes
 the mock answered) on loopback, pinned to core 0 when `taskset` exists, and drives them
 alternately, endpoint by endpoint, with the same load from a process pinned to core 1: wrk if
 installed, else `loadgen.py`. Prints requests/s, p50/p99 and the mock/ceiling ratio (median of
-the rounds), then the cost of each endpoint at each store size (one connection), then the
-concurrent-stream table (`concurrent_streams.py`: completion, gap error, RSS, first record).
+the rounds), and the server's own CPU time per request (user + system, from /proc) with the
+ratio of those: on a machine busy with other work, requests/s measure the machine's load as
+much as the server, while the CPU a server spends per request moves much less. Then the cost
+of each endpoint at each store size (one connection), then the concurrent-stream table
+(`concurrent_streams.py`: completion, gap error, RSS, first record).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import socket
@@ -63,18 +67,27 @@ def pinned(core: int) -> list[str]:
     return ["taskset", "-c", str(core)] if shutil.which("taskset") else []
 
 
+@dataclass(frozen=True)
+class Running:
+    base: str
+    pid: int
+    facts: dict[str, str]  # the JSON line the server printed
+
+
 @contextmanager
-def server(kind: str, *extra: str) -> Iterator[tuple[str, dict[str, str]]]:
-    """Start one server process; yield its base URL and the JSON line it printed."""
+def server(kind: str, *extra: str, source: Path | None = None) -> Iterator[Running]:
+    """Start one server process (the mock from `source`'s tree if given); yield its base URL, pid
+    and the JSON line it printed."""
     port = free_port()
     command = [*pinned(0), sys.executable, str(HERE / "servers.py"), kind, "--port", str(port), *extra]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONPATH": str(source.resolve())} if source is not None else None
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
     try:
         assert process.stdout is not None
         facts = json.loads(process.stdout.readline() or "{}")
         base = f"http://127.0.0.1:{port}"
         wait_until_up(base)
-        yield base, facts
+        yield Running(base, process.pid, facts)
     finally:
         process.terminate()
         process.wait(timeout=10)
@@ -115,6 +128,22 @@ def record_answers(base: str, thread: str) -> list[dict[str, object]]:
     return answers
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (taskset execs the server: same pid)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def drive_measured(
+    target: Running, endpoint: Endpoint, thread: str, duration: float, connections: int
+) -> dict[str, float]:
+    """One load run, with the server's CPU time per request it answered."""
+    before = cpu_seconds(target.pid)
+    run = drive(endpoint.url(target.base, thread), endpoint, duration, connections)
+    run["cpu_us"] = 1e6 * (cpu_seconds(target.pid) - before) / max(1.0, run["requests"])
+    return run
+
+
 def drive(url: str, endpoint: Endpoint, duration: float, connections: int) -> dict[str, float]:
     """One load run from its own process: wrk if installed, else loadgen.py."""
     if shutil.which("wrk"):
@@ -148,9 +177,11 @@ def drive_wrk(url: str, endpoint: Endpoint, duration: float, connections: int) -
         raise SystemExit(f"wrk failed: {done.stderr or done.stdout}")
     output = done.stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", output).group(1))  # type: ignore[union-attr]
+    requests = float(re.search(r"(\d+) requests in", output).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", output)
     return {
         "rps": rps,
+        "requests": requests,
         "errors": int(errors.group(1)) if errors else 0,
         "p50_ms": _wrk_ms(output, "50%"),
         "p99_ms": _wrk_ms(output, "99%"),
@@ -163,32 +194,38 @@ def _wrk_ms(output: str, label: str) -> float:
 
 
 def median_run(runs: list[dict[str, float]]) -> dict[str, float]:
-    return {key: statistics.median(run[key] for run in runs) for key in ("rps", "p50_ms", "p99_ms", "errors")}
+    keys = ("rps", "p50_ms", "p99_ms", "errors", "cpu_us")
+    return {key: statistics.median(run.get(key, float("nan")) for run in runs) for key in keys}
 
 
 def side_by_side(args: argparse.Namespace) -> None:
     print(f"# side by side: {args.rounds} rounds x {args.duration} s, {args.connections} connections, http={args.http}")
     print(f"# load: {'wrk' if shutil.which('wrk') else 'loadgen.py (asyncio, own process)'}")
-    with server("mock", "--threads", "10", "--http", args.http) as (mock, facts):
-        thread = facts["thread"]
+    print(f"# load average at the start: {os.getloadavg()[0]:.2f}")
+    with server("mock", "--threads", "10", "--http", args.http, source=args.source) as mock:
+        thread = mock.facts["thread"]
         with tempfile.TemporaryDirectory() as tmp:
             answers = Path(tmp) / "answers.json"
-            answers.write_text(json.dumps(record_answers(mock, thread)))
-            with server("ceiling", "--answers", str(answers), "--http", args.http) as (ceiling, _):
+            answers.write_text(json.dumps(record_answers(mock.base, thread)))
+            with server("ceiling", "--answers", str(answers), "--http", args.http) as ceiling:
                 results: dict[tuple[str, str], list[dict[str, float]]] = {}
                 for _ in range(args.rounds):
                     for endpoint in ENDPOINTS:
-                        for label, base in (("mock", mock), ("ceiling", ceiling)):
-                            run = drive(endpoint.url(base, thread), endpoint, args.duration, args.connections)
+                        for label, target in (("mock", mock), ("ceiling", ceiling)):
+                            run = drive_measured(target, endpoint, thread, args.duration, args.connections)
                             results.setdefault((endpoint.name, label), []).append(run)
-    print("| endpoint | mock req/s | mock p50 / p99 ms | ceiling req/s | ceiling p50 / p99 ms | ratio | errors |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| endpoint | mock req/s | mock p50 / p99 ms | ceiling req/s | ceiling p50 / p99 ms | ratio "
+        "| CPU per request: mock / ceiling | CPU ratio | errors |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for endpoint in ENDPOINTS:
         ours, bare = (median_run(results[(endpoint.name, label)]) for label in ("mock", "ceiling"))
         print(
             f"| {endpoint.name} | {ours['rps']:.0f} | {ours['p50_ms']:.2f} / {ours['p99_ms']:.2f} "
             f"| {bare['rps']:.0f} | {bare['p50_ms']:.2f} / {bare['p99_ms']:.2f} "
-            f"| {100 * ours['rps'] / bare['rps']:.1f}% | {ours['errors']:.0f} |",
+            f"| {100 * ours['rps'] / bare['rps']:.1f}% | {ours['cpu_us']:.0f} / {bare['cpu_us']:.0f} us "
+            f"| {100 * bare['cpu_us'] / ours['cpu_us']:.1f}% | {ours['errors']:.0f} |",
             flush=True,
         )
 
@@ -197,10 +234,10 @@ def scaling(args: argparse.Namespace) -> None:
     sizes = [int(n) for n in args.threads.split(",")]
     costs: dict[int, dict[str, dict[str, float]]] = {}
     for size in sizes:
-        with server("mock", "--threads", str(size), "--http", args.http) as (mock, facts):
+        with server("mock", "--threads", str(size), "--http", args.http, source=args.source) as mock:
             costs[size] = {
                 endpoint.name: median_run(
-                    [drive(endpoint.url(mock, facts["thread"]), endpoint, args.duration, 1) for _ in range(args.rounds)]
+                    [drive_measured(mock, endpoint, mock.facts["thread"], args.duration, 1) for _ in range(args.rounds)]
                 )
                 for endpoint in ENDPOINTS
             }
@@ -217,6 +254,7 @@ def concurrent_streams(args: argparse.Namespace) -> None:
     """The concurrent-stream table: `concurrent_streams.py` at the levels of `--streams`."""
     if args.streams:
         command = [sys.executable, str(HERE / "concurrent_streams.py"), "--streams", args.streams]
+        command += ["--source", str(args.source)] if args.source else []
         print("", flush=True)
         subprocess.run(command, check=True)
 
@@ -231,6 +269,9 @@ def main() -> None:
     parser.add_argument("--skip-scaling", action="store_true")
     parser.add_argument("--skip-side-by-side", action="store_true")
     parser.add_argument("--streams", default="500,1000,2000", help="concurrent-stream levels ('' to skip)")
+    parser.add_argument(
+        "--source", type=Path, help="run the mock from this tree (`git archive <commit> mockserver spec fixtures`)"
+    )
     args = parser.parse_args()
     if not args.skip_side_by_side:
         side_by_side(args)

@@ -42,6 +42,7 @@ from mockserver.engine.scripts.loader import DEFAULT_SCRIPT_DIR, check_unique, r
 from mockserver.engine.scripts.model import Script
 from mockserver.engine.tools import DEFAULT_RESOURCES_FILE, ToolExecutor, load_resources
 from mockserver.errors import ConfigurationError
+from mockserver.heap import steady_heap
 from mockserver.openapi.loader import SpecIndex
 from mockserver.openapi.validation import ValidationMiddleware, ViolationLog
 from mockserver.profiles import API_NAMES, DEFAULT_API, get_profile
@@ -186,6 +187,7 @@ class MockApp:
             routes=[Mount("/__mock__", routes=[*self.control.routes(), *self.playground.routes()])],
             middleware=[*middleware, Middleware(_ApiFirst, api=router)],
             exception_handlers={Exception: _server_error},
+            lifespan=steady_heap,  # under a server (uvicorn runs the lifespan), not in in-process tests
         )
 
     def _replay_middleware(self, source: ReplaySource) -> Middleware:

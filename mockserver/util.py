@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from datetime import UTC, datetime
@@ -20,8 +21,12 @@ def normalize_uuid(value: str) -> str:
     return uuid.UUID(value).hex
 
 
+@functools.lru_cache(maxsize=4096)
 def format_datetime(value: datetime) -> str:
-    """ISO 8601 in UTC with `Z`, DRF's default (microseconds whenever they are non-zero)."""
+    """ISO 8601 in UTC with `Z`, DRF's default (microseconds whenever they are non-zero).
+
+    Cached: a page of threads formats the same timestamps on every poll (two per thread), and
+    equal datetimes format alike (aware ones are equal only as the same instant)."""
     return value.astimezone(UTC).isoformat().removesuffix("+00:00") + "Z"
 
 

@@ -152,8 +152,7 @@ def test_a_documented_state_refusal_is_neither_acceptance_nor_rejection(tmp_path
     assert checks["schema.negative_data_rejection"] == checks["schema.positive_data_acceptance"] == "passed"
     undocumented = _body(b"is not enabled", b"is switched off")
     mutant = Rewriting(app_8_1(), "POST", "/api/marketplace-chat/stream/", undocumented)
-    failed = run(mutant, only=("schema",), spec=spec, max_examples=2).names("failed")
-    assert {"schema.negative_data_rejection", "schema.positive_data_acceptance"} <= failed
+    assert "schema.negative_data_rejection" in run(mutant, only=("schema",), spec=spec, max_examples=2).names("failed")
 
 
 @pytest.mark.parametrize("api", ["8.1", "7.9.4"])

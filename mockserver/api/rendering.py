@@ -13,11 +13,16 @@ from mockserver.errors import ApiError
 def render_json(data: Any) -> bytes:
     """Raw UTF-8 like DRF; text UTF-8 cannot hold (a lone surrogate echoed back in an error
     message) is escaped as `\\udXXX` instead, where DRF itself would fail with a 500."""
-    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    text = _RAW_UTF8.encode(data)
     try:
         return text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.dumps(data, ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+        return _ESCAPED.encode(data).encode("ascii")
+
+
+# Built once: json.dumps with options builds an encoder per call.
+_RAW_UTF8 = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+_ESCAPED = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:

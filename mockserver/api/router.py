@@ -39,26 +39,25 @@ class SpecRouter:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
+        found = self.spec.find(scope["path"])  # once: the dispatch and the `Allow` header both need it
         try:
-            response = await self._dispatch(request)
+            response = await self._dispatch(request, found)
         except ApiError as error:
             response = error_response(error)
-        allow = self._allow(scope["path"])
+        allow = self._allow(scope["path"], found)
         await response(scope, receive, _with_header(send, b"allow", allow) if allow else send)
 
-    def _allow(self, path: str) -> bytes | None:
+    def _allow(self, path: str, found: tuple[PathRoute, dict[str, str]] | None) -> bytes | None:
         """DRF puts `Allow` on every response of a view: its methods, then OPTIONS."""
-        found = self.spec.find(path)
         if found is not None:
             methods = [m for m in DRF_METHOD_ORDER if m in found[0].operations]
             return ", ".join([*methods, "OPTIONS"]).encode()
         return b"OPTIONS" if self.spec.is_refused(path) else None
 
-    async def _dispatch(self, request: Request) -> ASGIApp:
+    async def _dispatch(self, request: Request, found: tuple[PathRoute, dict[str, str]] | None) -> ASGIApp:
         # The scope's path, not `request.url.path`: urlsplit drops newlines and tabs, so
         # `/current/\n` would pass for `/current/` there and miss the validation layer.
         path, method = request.scope["path"], request.method
-        found = self.spec.find(path)
         if found is not None:
             route, _ = found
             operation = route.operations.get(method)

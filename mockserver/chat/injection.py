@@ -29,7 +29,10 @@ SEVERITY_BANDS: tuple[tuple[Severity, float], ...] = (
 
 
 def severity_of(score: float) -> Severity:
-    return next(name for name, lower in SEVERITY_BANDS if score >= lower)
+    for name, lower in SEVERITY_BANDS:  # a loop, not next(genexpr): twice per thread on every page
+        if score >= lower:
+            return name
+    raise StopIteration  # as next() would for a negative score
 
 
 def severity_range(severity: Severity) -> tuple[float, float]:

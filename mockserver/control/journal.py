@@ -52,13 +52,18 @@ class BodyCapture:
 
 @dataclass
 class RecordCapture:
-    """A stream's lines parsed as they pass (a line that is not JSON is kept as its text)."""
+    """A stream's lines kept as they pass, parsed when the journal is read (a line that is not
+    JSON is shown as its text): parsing each record as it left cost every stream its share."""
 
-    records: list[Any] = field(default_factory=list)
+    lines: list[bytes] = field(default_factory=list)
     body_bytes: int = 0
     body_truncated: bool = False
     _kept_bytes: int = 0
     _pending: bytes = b""
+
+    @property
+    def records(self) -> list[Any]:
+        return [_record(line) for line in self.lines]
 
     def add(self, chunk: bytes) -> None:
         self.body_bytes += len(chunk)
@@ -82,44 +87,55 @@ class RecordCapture:
         if self._kept_bytes > BODY_LIMIT:
             self.body_truncated = True
             return
-        try:
-            self.records.append(json.loads(line))
-        except ValueError:
-            self.records.append(line.decode("utf-8", errors="replace"))
+        self.lines.append(line)
+
+
+def _record(line: bytes) -> Any:
+    try:
+        return json.loads(line)
+    except ValueError:
+        return line.decode("utf-8", errors="replace")
 
 
 @dataclass
 class JournalEntry:
     seq: int
-    time: str
+    received: datetime
     api: str  # the API profile that answered (which Waldur version)
     method: str
     path: str
-    query: str
+    raw_query: bytes  # redacted when read, as the headers
     status: int | None = None
     user: str | None = None
     duration_ms: float | None = None
-    request_headers: dict[str, str] = field(default_factory=dict)
+    # Raw as received and sent; redacted when the journal is read (most entries never are).
+    raw_request_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     request_body: BodyCapture = field(default_factory=BodyCapture)
-    response_headers: dict[str, str] = field(default_factory=dict)
+    raw_response_headers: list[tuple[bytes, bytes]] = field(default_factory=list)
     response_body: BodyCapture | RecordCapture | None = None
     warnings: list[str] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         """The entry as `spec/mock-control.yaml` describes it (secrets redacted)."""
-        response: dict[str, Any] = {"headers": self.response_headers, "body": None, "records": None}
+        request_headers = redact_headers(self.raw_request_headers)
+        response_headers = redact_headers(self.raw_response_headers)
+        response: dict[str, Any] = {"headers": response_headers, "body": None, "records": None}
         body = self.response_body or BodyCapture()
         if isinstance(body, RecordCapture):
-            response["records"] = list(body.records)
+            response["records"] = body.records
         else:
-            response["body"] = _redact_body(body.text, self.response_headers)
+            response["body"] = _redact_body(body.text, response_headers)
         response.update(body_bytes=body.body_bytes, body_truncated=body.body_truncated)
         return {
-            **{k: getattr(self, k) for k in ("seq", "time", "api", "method", "path", "query", "status", "user")},
+            "seq": self.seq,
+            "time": format_datetime(self.received),
+            **{k: getattr(self, k) for k in ("api", "method", "path")},
+            "query": redact_query(self.raw_query.decode("latin-1")),
+            **{k: getattr(self, k) for k in ("status", "user")},
             "duration_ms": self.duration_ms,
             "request": {
-                "headers": self.request_headers,
-                "body": _redact_body(self.request_body.text, self.request_headers),
+                "headers": request_headers,
+                "body": _redact_body(self.request_body.text, request_headers),
                 "body_bytes": self.request_body.body_bytes,
                 "body_truncated": self.request_body.body_truncated,
             },
@@ -161,12 +177,12 @@ class RequestJournal:
             self._seq += 1
             entry = JournalEntry(
                 seq=self._seq,
-                time=format_datetime(datetime.now(UTC)),
+                received=datetime.now(UTC),
                 api=self.api,
                 method=scope["method"],
                 path=scope["path"],
-                query=redact_query(scope.get("query_string", b"").decode("latin-1")),
-                request_headers=redact_headers(scope.get("headers", [])),
+                raw_query=scope.get("query_string", b""),
+                raw_request_headers=list(scope.get("headers", [])),
             )
             self._entries.append(entry)
             return entry
@@ -253,7 +269,7 @@ class JournalMiddleware:
             if message["type"] == "http.response.start":
                 entry.status = message["status"]
                 entry.user = scope.get("state", {}).get("username")
-                entry.response_headers = redact_headers(message.get("headers", []))
+                entry.raw_response_headers = list(message.get("headers", []))
                 streaming = Headers(raw=message.get("headers", [])).get("content-type", "").startswith(NDJSON)
                 entry.response_body = RecordCapture() if streaming else BodyCapture()
             elif message["type"] == "http.response.body" and entry.response_body is not None:

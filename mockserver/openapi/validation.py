@@ -120,7 +120,9 @@ class _CoreRequest:
         self._headers = headers
         self._path_params = path_params
         # Empty query values mean "no filter" to django-filter and DRF: drop them before validation.
-        self.query_pairs = [(k, v) for k, v in QueryParams(scope.get("query_string", b"")).multi_items() if v != ""]
+        # Starlette's QueryParams parsing, without building the multidict only to list it again.
+        pairs = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        self.query_pairs = [(k, v) for k, v in pairs if v != ""]
         self.host_url = "http://mock"
         self.path = scope["path"]
         self.path_pattern = operation.path

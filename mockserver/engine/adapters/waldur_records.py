@@ -36,9 +36,10 @@ class NdjsonEncoder:
 NDJSON_ENCODER = NdjsonEncoder()
 
 
-def turn_usage(request_input: str, stored: str) -> int:
-    """Quota usage of a turn that stored `stored`: the input's tokens and the reply's."""
-    return count_tokens(request_input) + count_tokens(stored)
+def turn_usage(request_input: str, stored: str, stored_tokens: int | None = None) -> int:
+    """Quota usage of a turn that stored `stored`: the input's tokens and the reply's
+    (`stored_tokens` when already counted: a shared plan counts its text once)."""
+    return count_tokens(request_input) + (count_tokens(stored) if stored_tokens is None else stored_tokens)
 
 
 def reassemble(records: list[Record]) -> str:
@@ -140,6 +141,7 @@ class RecordSchedule:
     text: str
     at: tuple[float, ...]  # seconds from the start to each chunk, at speed 1
     makers: tuple[int, ...]  # the chunks that complete records
+    text_tokens: int  # count_tokens(text), once per plan rather than at the end of every stream
 
     def plays(self, events: Sequence[UpstreamEvent]) -> bool:
         """`events` are this plan's chunks and the usage, no fault in between: the lookup path applies."""
@@ -162,7 +164,7 @@ def record_schedule(chunks: Sequence[TextChunk]) -> RecordSchedule | None:
     lengths = tuple(accumulate(len(chunk.text) for chunk in chunks))
     at = tuple(accumulate(chunk.delay for chunk in chunks))
     makers = tuple(index for index, records in enumerate(made) if records)
-    return RecordSchedule(made, ends, lengths, text, at, makers)
+    return RecordSchedule(made, ends, lengths, text, at, makers, count_tokens(text))
 
 
 @dataclass
@@ -315,7 +317,7 @@ async def _looked_up_records(
         for record in schedule.ends:
             yield dict(record)
         finished = True
-        closing = frame.finish(schedule.text, turn_usage(request.input, schedule.text))
+        closing = frame.finish(schedule.text, turn_usage(request.input, schedule.text, schedule.text_tokens))
     finally:
         if not finished:  # the client went away or was cut: store what it had been sent
             stored = schedule.text[: max(sent, min(fed, schedule.due(pacer.now() - start, pacer)))]
