@@ -36,7 +36,7 @@ def uvicorn_settings(http: str) -> dict[str, Any]:
 def mock_app(threads: int, speed: float = 0.0) -> tuple[Any, str]:
     from mockserver.app import ServerOptions, create_app
 
-    app = create_app(ServerOptions(speed=speed))
+    app = create_app(ServerOptions(speed=speed, steady_heap=True))  # as `serve` runs it
     alice = next(u for u in app.store.users if u.username == "alice")
     target = None
     for number in range(threads):

@@ -63,7 +63,7 @@ async def one_stream(app: Any, body: bytes, content_seen: asyncio.Event, done: a
 async def measure(streams: int, top: int) -> None:
     from mockserver.app import ServerOptions, create_app
 
-    app = create_app(ServerOptions(speed=1.0))
+    app = create_app(ServerOptions(speed=1.0, steady_heap=True))  # as `serve` runs it
     body = json.dumps({"input": INPUT}).encode()
     done = asyncio.Event()
     warm = asyncio.Event()

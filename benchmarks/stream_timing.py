@@ -42,7 +42,7 @@ def free_port() -> int:
 
 
 def start_server(scripts: Path) -> tuple[uvicorn.Server, str]:
-    app = create_app(ServerOptions(scripts=scripts, speed=1.0, cors=False))
+    app = create_app(ServerOptions(scripts=scripts, speed=1.0, cors=False, steady_heap=True))
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()

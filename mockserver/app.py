@@ -91,6 +91,9 @@ class ServerOptions:
     upstream_token: str | None = None  # the token /__upstream__/ requires (`--upstream-token`); None: any
     upstream_only: bool = False  # `waldur-chat-mock upstream`: the chat API answers 404
     upstream_target: UpstreamTarget | None = None  # `--upstream-url`: the chat API calls a real LLM
+    # The collector tuned for a long-running server (`mockserver.heap`): the CLI's servers turn it
+    # on; off for embedding and tests, where each start's full collection of a big heap costs ~0.5 s.
+    steady_heap: bool = False
 
 
 class MockApp:
@@ -187,7 +190,7 @@ class MockApp:
             routes=[Mount("/__mock__", routes=[*self.control.routes(), *self.playground.routes()])],
             middleware=[*middleware, Middleware(_ApiFirst, api=router)],
             exception_handlers={Exception: _server_error},
-            lifespan=steady_heap,  # under a server (uvicorn runs the lifespan), not in in-process tests
+            lifespan=steady_heap if self.options.steady_heap else None,
         )
 
     def _replay_middleware(self, source: ReplaySource) -> Middleware:

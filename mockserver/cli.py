@@ -262,6 +262,7 @@ def serve(args: argparse.Namespace) -> int:
         seed_data=args.seed_data,
         allow_no_catch_all=args.allow_no_catch_all,
         upstream_token=args.upstream_token,
+        steady_heap=True,
     )
     if args.upstream_url:
         options.upstream_target = UpstreamTarget(
@@ -302,7 +303,7 @@ def upstream(args: argparse.Namespace) -> int:
     """Only the upstream-LLM endpoints (and the control API) of one mock instance."""
     from mockserver.app import ServerOptions, create_app
 
-    options = ServerOptions(speed=args.speed, upstream_token=args.upstream_token, upstream_only=True)
+    options = ServerOptions(speed=args.speed, upstream_token=args.upstream_token, upstream_only=True, steady_heap=True)
     if args.scripts:
         options.scripts = args.scripts
     app = create_app(options)

@@ -216,10 +216,10 @@ def test_a_served_app_freezes_its_start_up_heap_and_restores_the_collector_at_sh
     come ten times rarer, and shutdown gives the process its collector back as it was."""
     import gc
 
-    from mockserver.app import create_app
+    from mockserver.app import ServerOptions, create_app
     from mockserver.heap import FULL_COLLECTION_EVERY
 
-    app = create_app()
+    app = create_app(ServerOptions(steady_heap=True))
     before = gc.get_threshold()
     assert gc.get_freeze_count() == 0
 
@@ -268,3 +268,30 @@ def test_remembered_verdicts_stay_bounded() -> None:
     long_value = "1" * (CACHED_VALUE_LENGTH + 1)
     page_size.has_problem([long_value])
     assert (long_value,) not in page_size._verdicts
+
+
+def test_an_embedded_app_leaves_the_collector_alone() -> None:
+    """Tests and embedding apps serve many short-lived mocks: no full collection per start."""
+    import gc
+
+    from mockserver.app import create_app
+
+    app = create_app()
+    before = gc.get_threshold()
+
+    async def serve() -> None:
+        async with app.asgi.router.lifespan_context(app.asgi):
+            assert gc.get_freeze_count() == 0 and gc.get_threshold() == before
+
+    anyio.run(serve)
+
+
+def test_serve_and_upstream_run_with_the_steady_heap(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's long-running servers get the tuned collector (captured instead of served)."""
+    from mockserver import cli
+
+    seen: list[bool] = []
+    monkeypatch.setattr(cli, "_run", lambda app, args: seen.append(app.options.steady_heap) or 0)
+    assert cli.main(["serve", "--port", "18765"]) == 0
+    assert cli.main(["upstream", "--port", "18766"]) == 0
+    assert seen == [True, True]
