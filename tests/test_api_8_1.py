@@ -515,3 +515,12 @@ def test_a_newer_question_on_the_thread_supersedes_the_stream_in_flight() -> Non
     assert "Second" in json.dumps(second), "the newer turn itself streams to its end"
     answer = next(m for m in stored if m["uuid"] == first[-1]["m"]["assistant_message_uuid"])
     assert records_of_blocks(answer["blocks"]) == join_markdown(first)
+
+
+def test_8_1_checks_authentication_then_the_body_before_the_gates(clients: Clients) -> None:
+    """8.1's view validates the body before 424 and the role gate (8.0.5 answers 424 first)."""
+    assert clients.anonymous.request("PATCH", "/__mock__/config", json={"chat_enabled": False}).status_code == 200
+    assert clients.anonymous.post("/api/chat/stream/", json={"input": "hi"}).status_code == 401
+    bad = clients.alice.post("/api/chat/stream/", json={"input": ""})
+    assert bad.status_code == 400 and "input" in bad.json()
+    assert clients.alice.post("/api/chat/stream/", json={"input": "hi"}).status_code == 424

@@ -130,14 +130,15 @@ def _optional_uuid(body: dict[str, object], name: str) -> str | None:
 
 @operation("chat_stream")
 async def chat_stream(call: Call) -> WireStreamResponse:
-    """424, 401, 403 role gate, 409 upstream, 415/400 body, 429 global budget, then 8.0.5's steps."""
+    """401, then (unlike 8.0.5) the body first: 415/400, 424, 403 role gate, 409 upstream, 429
+    global budget, then 8.0.5's steps (quota 409, 404 thread, edit checks)."""
     chat = call.services.chat
-    chat.ensure_enabled()
     user = call.authenticate()
-    ensure_role_allowed(call.services.settings, user)
-    chat.ensure_upstream_configured()
     call.check.raise_for_errors()
     body = call.body()
+    chat.ensure_enabled()
+    ensure_role_allowed(call.services.settings, user)
+    chat.ensure_upstream_configured()
     request = StreamRequest(
         input=str(body["input"]).strip(),
         thread_uuid=_optional_uuid(body, "thread_uuid"),
