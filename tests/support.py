@@ -25,6 +25,7 @@ from starlette.types import ASGIApp
 
 from mockserver.api.limits import UVICORN_LIMITS
 from mockserver.app import MockApp
+from mockserver.contract.runner import Report, VerifyOptions, verify
 
 TOKENS = {"alice": "alice-token", "bob": "bob-token", "staff": "staff-token", "support": "support-token"}
 
@@ -164,3 +165,14 @@ def served_app(app: ASGIApp, log_level: str = "warning") -> Iterator[str]:
     finally:
         server.should_exit = True
         runner.join(timeout=10)
+
+
+SMALL_RUN: dict[str, Any] = {"max_examples": 3, "seed": 1, "max_streams": 6}
+
+
+def verify_in_process(target: ASGIApp, api: str, **options: Any) -> Report:
+    """`verify --api API` against an ASGI app with the demo users' tokens (alice, bob);
+    `SMALL_RUN` unless the caller says otherwise."""
+    chosen = {**SMALL_RUN, **options}
+    tokens = {"token": "alice-token", "other_token": "bob-token"}
+    return verify(VerifyOptions(base_url="http://mock", app=target, api=api, **tokens, **chosen))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 
 import httpx
 import pytest
@@ -324,22 +324,36 @@ scripts:
 """
 
 
-def test_cancel_mid_stream_on_the_wire_keeps_the_partial_answer_and_the_final_m() -> None:
+def slow_app_8_1() -> MockApp:
     app = create_app(ServerOptions(api="8.1", speed=1.0))
     app.replace_scripts(load_scripts_text(SLOW, "<slow>"), "<slow>")
+    return app
+
+
+async def interrupted_stream(http: httpx.AsyncClient, at: int, act: Callable[[str], Awaitable[None]]) -> list[dict]:
+    """Stream a new turn; when record number `at` arrives, `act(thread_uuid)` runs while the stream is open."""
+    records: list[dict] = []
+    async with http.stream("POST", "/api/chat/stream/", json={"input": "go"}) as response:
+        async for line in response.aiter_lines():
+            if line:
+                records.append(json.loads(line))
+                if len(records) == at:
+                    await act(records[0]["m"]["thread_uuid"])
+    return records
+
+
+def test_cancel_mid_stream_on_the_wire_keeps_the_partial_answer_and_the_final_m() -> None:
+    app = slow_app_8_1()
     headers = {"Authorization": "Token alice-token"}
 
     async def scenario(base: str) -> tuple[list[dict], list[dict]]:
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as http:
-            records: list[dict] = []
-            async with http.stream("POST", "/api/chat/stream/", json={"input": "go"}) as response:
-                async for line in response.aiter_lines():
-                    if not line:
-                        continue
-                    records.append(json.loads(line))
-                    if any(r.get("k") == "markdown" for r in records) and len(records) == 2:
-                        cancel = await http.post(f"/api/chat-threads/{records[0]['m']['thread_uuid']}/cancel/")
-                        assert cancel.status_code == 200
+
+            async def cancel(thread: str) -> None:
+                assert (await http.post(f"/api/chat-threads/{thread}/cancel/")).status_code == 200
+
+            records = await interrupted_stream(http, 2, cancel)
+            assert records[1].get("k") == "markdown"
             listed = await http.get("/api/chat-messages/", params={"thread": records[0]["m"]["thread_uuid"]})
             return records, listed.json()
 
@@ -488,23 +502,18 @@ def test_an_unconfigured_upstream_is_named_as_8_1_names_it(clients: Clients, swi
 
 def test_a_newer_question_on_the_thread_supersedes_the_stream_in_flight() -> None:
     """Waldur stops a stream when a newer user message lands on its thread, as on a cancel."""
-    app = create_app(ServerOptions(api="8.1", speed=1.0))
-    app.replace_scripts(load_scripts_text(SLOW, "<slow>"), "<slow>")
+    app = slow_app_8_1()
     headers = {"Authorization": "Token alice-token"}
 
     async def scenario(base: str) -> tuple[list[dict], list[dict], list[dict]]:
         async with httpx.AsyncClient(base_url=base, headers=headers, timeout=10) as http:
-            first: list[dict] = []
             second: list[dict] = []
-            async with http.stream("POST", "/api/chat/stream/", json={"input": "go"}) as response:
-                async for line in response.aiter_lines():
-                    if not line:
-                        continue
-                    first.append(json.loads(line))
-                    if len(first) == 2:
-                        thread = first[0]["m"]["thread_uuid"]
-                        follow_up = await http.post("/api/chat/stream/", json={"input": "next", "thread_uuid": thread})
-                        second = [json.loads(line) for line in follow_up.text.splitlines()]
+
+            async def follow_up(thread: str) -> None:
+                answer = await http.post("/api/chat/stream/", json={"input": "next", "thread_uuid": thread})
+                second.extend(json.loads(line) for line in answer.text.splitlines())
+
+            first = await interrupted_stream(http, 2, follow_up)
             listed = await http.get("/api/chat-messages/", params={"thread": first[0]["m"]["thread_uuid"]})
             return first, second, listed.json()
 

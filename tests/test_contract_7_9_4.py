@@ -16,8 +16,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mockserver.app import MockApp, ServerOptions, create_app
 from mockserver.cli import main
-from mockserver.contract.runner import Report, UsageError, VerifyOptions, verify
-from tests.support import served_app
+from mockserver.contract.runner import Report, UsageError
+from tests.support import served_app, verify_in_process
 
 Rewrite = Callable[[Message], Message]
 
@@ -27,17 +27,7 @@ def legacy_app(speed: float = 0) -> MockApp:
 
 
 def run(target: ASGIApp, **options: Any) -> Report:
-    defaults: dict[str, Any] = {"max_examples": 3, "seed": 1, "max_streams": 6}
-    return verify(
-        VerifyOptions(
-            base_url="http://mock",
-            token="alice-token",
-            other_token="bob-token",
-            app=target,
-            api="7.9.4",
-            **{**defaults, **options},
-        )
-    )
+    return verify_in_process(target, "7.9.4", **options)
 
 
 class Rewriting:

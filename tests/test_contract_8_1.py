@@ -35,6 +35,7 @@ from mockserver.openapi.sequential import NDJSON
 from mockserver.profiles import get_profile
 from mockserver.store import ChatStore, Thread
 from tests.mutants import narrowed_spec
+from tests.support import verify_in_process
 from tests.test_contract_7_9_4 import Rewrite, Rewriting, _status
 
 SEED = Path(__file__).resolve().parent.parent / "fixtures" / "seed.yaml"
@@ -45,17 +46,7 @@ def app_8_1() -> MockApp:
 
 
 def run(target: ASGIApp, **options: Any) -> Report:
-    defaults: dict[str, Any] = {"max_examples": 3, "seed": 1, "max_streams": 6}
-    return verify(
-        VerifyOptions(
-            base_url="http://mock",
-            token="alice-token",
-            other_token="bob-token",
-            app=target,
-            api="8.1",
-            **{**defaults, **options},
-        )
-    )
+    return verify_in_process(target, "8.1", **options)
 
 
 def _body(old: bytes, new: bytes) -> Rewrite:

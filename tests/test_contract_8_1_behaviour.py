@@ -28,9 +28,10 @@ from mockserver.contract.machines import (
     rule_sets,
     thread_filter,
 )
-from mockserver.contract.runner import Report, VerifyOptions, verify
+from mockserver.contract.runner import Report
 from mockserver.profiles import get_profile
 from tests.mutants import Answer, Rewrite, RewriteQuery, _json_body, _path
+from tests.support import verify_in_process
 
 # Enough examples that every 8.1 rule runs (~1 s a run). The stream budget never runs out
 # here: a replay that finds it spent draws differently, and the failure is then not shrunk.
@@ -48,17 +49,7 @@ def app_8_1() -> MockApp:
 
 
 def run(target: ASGIApp) -> Report:
-    return verify(
-        VerifyOptions(
-            base_url="http://mock",
-            token="alice-token",
-            other_token="bob-token",
-            app=target,
-            api="8.1",
-            only=("behaviour",),
-            **RUN,
-        )
-    )
+    return verify_in_process(target, "8.1", only=("behaviour",), seed=None, **RUN)
 
 
 class Counting:

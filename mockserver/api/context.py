@@ -69,3 +69,17 @@ class Call:
 
 
 Handler = Callable[[Call], Awaitable[ASGIApp]]
+
+
+def registrar(table: dict[str, Handler]) -> Callable[[str], Callable[[Handler], Handler]]:
+    """`@operation("chat_stream")` puts the handler in `table` under that operationId (the router
+    then refuses to start if a spec operation has none)."""
+
+    def operation(operation_id: str) -> Callable[[Handler], Handler]:
+        def register(handler: Handler) -> Handler:
+            table[operation_id] = handler
+            return handler
+
+        return register
+
+    return operation

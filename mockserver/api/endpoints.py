@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.responses import Response
 
-from mockserver.api.context import Call, Handler
+from mockserver.api.context import Call, Handler, registrar
 from mockserver.api.filters import filter_messages, filter_threads, order_threads
 from mockserver.api.pagination import paginate
 from mockserver.api.rendering import json_response, no_content
@@ -27,12 +27,7 @@ from mockserver.util import normalize_uuid
 HANDLERS: dict[str, Handler] = {}
 
 
-def operation(operation_id: str):
-    def register(handler: Handler) -> Handler:
-        HANDLERS[operation_id] = handler
-        return handler
-
-    return register
+operation = registrar(HANDLERS)
 
 
 # -- sessions -----------------------------------------------------------------

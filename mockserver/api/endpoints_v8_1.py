@@ -13,7 +13,7 @@ from dataclasses import replace
 
 from starlette.responses import Response
 
-from mockserver.api.context import Call, Handler
+from mockserver.api.context import Call, Handler, registrar
 from mockserver.api.endpoints import HANDLERS as HANDLERS_8_0_5
 from mockserver.api.endpoints import STREAM_HEADERS, ThreadShapes, mock_selectors, thread_readers
 from mockserver.api.filters import filter_messages
@@ -42,12 +42,7 @@ FEEDBACK_ROLE_ERROR = "Feedback can only be given on assistant messages."
 FEEDBACK_CATEGORY_ERROR = "Category can only be set for negative feedback."
 
 
-def operation(operation_id: str):
-    def register(handler: Handler) -> Handler:
-        HANDLERS[operation_id] = handler
-        return handler
-
-    return register
+operation = registrar(HANDLERS)
 
 
 # -- threads ------------------------------------------------------------------

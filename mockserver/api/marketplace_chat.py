@@ -15,7 +15,7 @@ from collections.abc import AsyncGenerator
 from starlette.requests import Request
 from starlette.responses import Response
 
-from mockserver.api.context import Call, Handler
+from mockserver.api.context import Call, Handler, registrar
 from mockserver.api.endpoints import STREAM_HEADERS, mock_selectors
 from mockserver.api.streaming import WireStreamResponse
 from mockserver.chat.anonymous import (
@@ -40,12 +40,7 @@ from mockserver.util import normalize_uuid
 HANDLERS: dict[str, Handler] = {}
 
 
-def operation(operation_id: str):
-    def register(handler: Handler) -> Handler:
-        HANDLERS[operation_id] = handler
-        return handler
-
-    return register
+operation = registrar(HANDLERS)
 
 
 def client_ip(request: Request) -> str:

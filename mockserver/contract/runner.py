@@ -219,9 +219,7 @@ def _verify_threads(
     sink: Progress,
 ) -> None:
     """A chat API with sessions and threads (NDJSON stream): every part it has."""
-    assert options.spec is not None
-    spec = SpecIndex.from_file(options.spec)
-    checker = StreamChecker(spec.schema_validator(profile.stream_item_schema), profile.traits)
+    checker = StreamChecker(_stream_item_validator(options, profile), profile.traits)
     _preflight(target, options.preflight_timeout)
     usage = _token_usage(target)
     created = budgets["stream"].created
@@ -230,6 +228,12 @@ def _verify_threads(
     finally:
         report.archived = _archive_created(target, created)
         _restore_token_usage(target, usage)
+
+
+def _stream_item_validator(options: VerifyOptions, profile: ApiProfile) -> Any:
+    """The schema of one streamed item (a record, an SSE payload) in the spec under test."""
+    assert options.spec is not None
+    return SpecIndex.from_file(options.spec).schema_validator(profile.stream_item_schema)
 
 
 def _profile_parts(options: VerifyOptions, profile: ApiProfile) -> tuple[str, ...]:
@@ -253,9 +257,7 @@ def _verify_sse(
     sink: Progress,
 ) -> None:
     """A chat API without sessions or threads (SSE stream): the schema part and the SSE stream part."""
-    assert options.spec is not None
-    spec = SpecIndex.from_file(options.spec)
-    validator = spec.schema_validator(profile.stream_item_schema)
+    validator = _stream_item_validator(options, profile)
     _preflight_invoke(target, options.preflight_timeout)
     runs: dict[str, Callable[[], list[CheckResult]]] = {
         "schema": lambda: _schema(options, budgets["schema"], lambda: sink.case_done("schema", 0)),
