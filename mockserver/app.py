@@ -1,6 +1,7 @@
 """Assemble one mock instance: state, services, the spec-driven API and the middleware stack.
 
-Outermost first: the control API's origin guard, CORS (chat API only), request journal,
+Outermost first: admission in slices (a burst of new requests waits its turn behind the
+records already due), the control API's origin guard, CORS (chat API only), request journal,
 the upstream-LLM endpoints (`/__upstream__/`, outside the chat API's checks), spec
 validation, then the router, which sends `/__mock__/` to the control API and everything
 else to the spec-driven chat API.
@@ -21,6 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Mount
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from mockserver.api.admission import AdmissionGate, AdmissionMiddleware
 from mockserver.api.auth import identifies_user
 from mockserver.api.context import Services
 from mockserver.api.limits import RequestLimits
@@ -132,6 +134,7 @@ class MockApp:
             api_version=self.profile.name,
         )
         self.playground = Playground(UI_DIR)
+        self.admission = AdmissionGate()
         self.upstream = UpstreamApp(
             UpstreamContext(lambda: self.scripted, lambda: self.settings, self.options.upstream_token)
         )
@@ -184,6 +187,7 @@ class MockApp:
                 ),
             )
         middleware.insert(0, Middleware(ControlOriginGuard, allowed_hosts=self.options.allowed_hosts))
+        middleware.insert(0, Middleware(AdmissionMiddleware, gate=self.admission))
         # The chat API is dispatched by our spec router for every path (Starlette's Mount would
         # not match paths with a newline in them); the control API is a plain Starlette router.
         return Starlette(
