@@ -14,8 +14,9 @@ streams are in flight. `--source DIR` runs the server from another checkout's `m
 Each level also runs against the streaming ceiling (`servers.py stream-ceiling`): a bare
 Starlette route on the same uvicorn settings sending the lines the mock sent, each at its
 scripted offset, sleeping to absolute deadlines. Its gap error and first record at the same
-level are what the stack and this machine do alone (the load generator shares the 2 cores):
-the floor under the mock's figures. `--no-ceiling` skips it.
+level are what the stack and this machine do alone (the load generator shares the 2 cores).
+It has no admission gate (`mockserver/api/admission.py`), so its start burst can delay its
+own early records more than the mock's does. `--no-ceiling` skips it.
 """
 
 from __future__ import annotations
