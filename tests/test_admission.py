@@ -90,6 +90,16 @@ def test_a_request_that_finds_the_gate_idle_does_not_suspend() -> None:
     asyncio.run(main())
 
 
+def test_without_an_asyncio_loop_the_gate_lets_everything_through() -> None:
+    """Under another async library (trio through anyio) there is no asyncio loop to be fair to."""
+    gate = AdmissionGate(slice_seconds=0.0)
+    for _ in range(3):
+        step = gate.admit()
+        with pytest.raises(StopIteration):
+            step.send(None)
+    assert gate.waiting == 0
+
+
 def test_a_waiter_cancelled_in_the_queue_does_not_stall_the_others() -> None:
     clock = FakeClock()
     gate = AdmissionGate(slice_seconds=0.001, clock=clock)

@@ -47,7 +47,10 @@ class AdmissionGate:
 
     async def admit(self) -> None:
         """Return when the caller may start its work: at once while the current slice has room."""
-        loop = asyncio.get_running_loop()
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # served by another async library (trio through anyio): no gate
+            return
         if loop is not self._loop:  # a new loop (an embedding test's): nothing queued on the old one survives
             self._reset(loop)
         if not self._waiting and self._clock() - self._slice_started < self.slice_seconds:
